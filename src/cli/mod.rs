@@ -1,0 +1,67 @@
+//! Command-line interface: argument definitions and dispatch to one module per command.
+
+mod crds;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::telemetry::logs::{self, LogFormat};
+
+/// Copies management-cluster Secrets to the leaf clusters that `SecretSync` manifests in git
+/// select, and records which commit produced every copy.
+#[derive(Debug, Parser)]
+#[command(name = "secretsync", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SECRETSYNC_LOG_FORMAT", global = true)]
+    pub log_format: LogFormat,
+
+    /// Log filter in `RUST_LOG` syntax, e.g. `info` or `info,secretsync=debug`.
+    #[arg(long, default_value = "info", env = "SECRETSYNC_LOG", global = true)]
+    pub log_level: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the CustomResourceDefinitions secretsync works with (GitopsCluster, SecretSync)
+    /// as multi-document YAML, e.g. for `kubectl apply -f -`.
+    Crds(crds::CrdsArgs),
+}
+
+/// Exit code for a command that could not run: bad usage, I/O or set-up failure.
+const EXIT_FAILURE: u8 = 2;
+
+/// Runs the parsed command line and returns the process exit code.
+#[must_use]
+pub fn run(cli: Cli) -> ExitCode {
+    if let Err(err) = logs::init(cli.log_format, &cli.log_level) {
+        eprintln!("secretsync: {err}");
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    let outcome = match cli.command {
+        Command::Crds(args) => crds::run(&args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("secretsync: {err:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

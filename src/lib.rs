@@ -1,0 +1,5 @@
+//! secretsync: a GitOps agent that copies management-cluster Secrets to the leaf clusters
+//! selected by `SecretSync` manifests read straight from git commits.
+
+pub mod cli;
+pub mod telemetry;

@@ -1,0 +1,119 @@
+//! A repository on the test git servers: a bare repository they serve, and a work tree
+//! that tests write files in, commit and push from, with the `git` command itself.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Repo {
+    name: String,
+    bare: PathBuf,
+    work: PathBuf,
+}
+
+impl Repo {
+    pub(super) fn create(repos: &Path, name: &str) -> Repo {
+        let bare = repos.join(format!("{name}.git"));
+        let work = repos.join(format!("{name}.work"));
+        git(
+            repos,
+            &["init", "--quiet", "--bare", "--initial-branch=main"],
+        )
+        .arg(&bare)
+        .run();
+        git(repos, &["init", "--quiet", "--initial-branch=main"])
+            .arg(&work)
+            .run();
+        git(&work, &["remote", "add", "origin"]).arg(&bare).run();
+        Repo {
+            name: name.to_owned(),
+            bare,
+            work,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn bare_path(&self) -> &Path {
+        &self.bare
+    }
+
+    /// Writes a file of the work tree (creating its directories); nothing is committed yet.
+    pub fn write(&self, path: &str, contents: impl AsRef<[u8]>) -> &Self {
+        let file = self.work.join(path);
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("create dirs");
+        std::fs::write(&file, contents).unwrap_or_else(|e| panic!("write {}: {e}", file.display()));
+        self
+    }
+
+    /// Commits everything in the work tree and pushes it to `main`; returns the commit id.
+    pub fn commit(&self, message: &str) -> String {
+        git(&self.work, &["add", "--all"]).run();
+        git(
+            &self.work,
+            &["commit", "--quiet", "--allow-empty", "--message", message],
+        )
+        .run();
+        git(
+            &self.work,
+            &[
+                "push",
+                "--quiet",
+                "--force",
+                "origin",
+                "HEAD:refs/heads/main",
+            ],
+        )
+        .run();
+        self.head()
+    }
+
+    /// The commit the work tree is at.
+    pub fn head(&self) -> String {
+        git(&self.work, &["rev-parse", "HEAD"]).output()
+    }
+}
+
+/// `git` with a fixed identity and none of the user's or system's configuration, so that a
+/// developer's `commit.gpgsign` or hooks cannot change what the tests see.
+fn git(dir: &Path, args: &[&str]) -> GitCommand {
+    let mut command = Command::new("git");
+    command
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "secretsync test")
+        .env("GIT_AUTHOR_EMAIL", "test@secretsync.invalid")
+        .env("GIT_COMMITTER_NAME", "secretsync test")
+        .env("GIT_COMMITTER_EMAIL", "test@secretsync.invalid")
+        .args(args);
+    GitCommand(command)
+}
+
+struct GitCommand(Command);
+
+impl GitCommand {
+    fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.0.arg(arg);
+        self
+    }
+
+    fn run(self) {
+        self.output();
+    }
+
+    fn output(mut self) -> String {
+        let output = self
+            .0
+            .output()
+            .unwrap_or_else(|e| panic!("run {:?}: {e}", self.0));
+        assert!(
+            output.status.success(),
+            "{:?} failed: {}",
+            self.0,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+}
