@@ -2,4 +2,5 @@
 //! selected by `SecretSync` manifests read straight from git commits.
 
 pub mod cli;
+pub mod source;
 pub mod telemetry;
