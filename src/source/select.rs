@@ -79,7 +79,9 @@ impl Selection {
     /// Whether a file is a manifest to read: a `.yaml`/`.yml` file under a configured path.
     #[must_use]
     pub fn includes(&self, path: &str) -> bool {
-        let yaml = path.ends_with(".yaml") || path.ends_with(".yml");
+        let yaml = std::path::Path::new(path)
+            .extension()
+            .is_some_and(|ext| ext.eq_ignore_ascii_case("yaml") || ext.eq_ignore_ascii_case("yml"));
         yaml && (self.paths.is_empty() || self.paths.iter().any(|root| is_under(path, root)))
     }
 }
@@ -164,6 +166,7 @@ mod tests {
             (&[], "deep/dir/b.yml", true),
             (&[], "README.md", false),
             (&[], "a.yaml.bak", false),
+            (&[], "UPPER.YML", true),
             (&["clusters"], "clusters/a.yaml", true),
             (&["clusters/"], "clusters/prod/a.yaml", true),
             (&["./clusters"], "clusters/a.yaml", true),
