@@ -1,0 +1,249 @@
+//! Git repositories as a source: fetch one reference into a bare cache repository with
+//! `git2`, resolve it to a revision, and read the selected files of that commit.
+
+mod auth;
+mod known_hosts;
+mod reference;
+mod tree;
+mod url;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use git2::{AutotagOption, FetchOptions, FetchPrune, Oid, Repository};
+use sha2::{Digest, Sha256};
+
+pub use self::auth::{AuthError, GitAuth, SshAuth};
+pub use self::known_hosts::{HostKeyCheck, KnownHosts, KnownHostsError};
+pub use self::reference::{GitReference, ReferenceError};
+pub use self::url::{RemoteUrl, Transport, UrlError};
+use super::{CommitInfo, InvalidRevision, Revision, Selection, Snapshot};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("repository cache {path}: {source}")]
+    Cache {
+        path: PathBuf,
+        #[source]
+        source: git2::Error,
+    },
+    /// `url` is printed without credentials; `message` is scrubbed of every secret.
+    #[error("fetching {url}: {message}")]
+    Fetch { url: String, message: String },
+    #[error("{reference} not found in {url}{hint}")]
+    ReferenceNotFound {
+        url: String,
+        reference: String,
+        hint: &'static str,
+    },
+    #[error("reading {revision}: {source}")]
+    Read {
+        revision: Revision,
+        #[source]
+        source: git2::Error,
+    },
+    #[error(transparent)]
+    Revision(#[from] InvalidRevision),
+}
+
+/// What a fetch found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    pub revision: Revision,
+    pub commit: CommitInfo,
+    /// The commit the reference pointed at before, when the new one does not descend from
+    /// it: the history was rewritten (force-push).
+    pub rewritten_from: Option<String>,
+}
+
+/// One remote repository, followed at one reference.
+#[derive(Debug)]
+pub struct GitSource {
+    url: RemoteUrl,
+    reference: GitReference,
+    auth: GitAuth,
+    cache: PathBuf,
+    cancel: Arc<AtomicBool>,
+}
+
+impl GitSource {
+    /// A source whose bare cache repository lives under `data_dir/git/`.
+    #[must_use]
+    pub fn new(url: RemoteUrl, reference: GitReference, auth: GitAuth, data_dir: &Path) -> Self {
+        // Keyed by the address without credentials: rotating a password keeps the cache.
+        let key = hex::encode(&Sha256::digest(url.to_string().as_bytes())[..12]);
+        let cache = data_dir.join("git").join(format!("{key}.git"));
+        GitSource {
+            url,
+            reference,
+            auth,
+            cache,
+            cancel: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    #[must_use]
+    pub fn url(&self) -> &RemoteUrl {
+        &self.url
+    }
+
+    /// A flag that, once set, aborts a running transfer at its next progress report.
+    #[must_use]
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.cancel)
+    }
+
+    /// Fetches the reference (transferring only what is new) and resolves it to a commit.
+    /// Blocking: call from a blocking thread.
+    pub fn fetch(&self) -> Result<Fetched, GitError> {
+        let repo = self.open_cache()?;
+        let before = self.resolve(&repo).ok().map(|(_, oid)| oid);
+        self.download(&repo)?;
+        let (name, oid) = self.resolve(&repo)?;
+        let revision = Revision::new(name.as_deref(), &oid.to_string())?;
+        let commit = repo.find_commit(oid).map_err(|source| GitError::Read {
+            revision: revision.clone(),
+            source,
+        })?;
+        let rewritten_from = before
+            .filter(|old| *old != oid && !repo.graph_descendant_of(oid, *old).unwrap_or(false))
+            .map(|old| old.to_string());
+        if let Some(old) = &rewritten_from {
+            tracing::warn!(url = %self.url, %old, new = %oid, "history rewritten: the new commit does not descend from the previous one");
+        }
+        Ok(Fetched {
+            revision,
+            commit: commit_info(&commit),
+            rewritten_from,
+        })
+    }
+
+    /// Reads the selected files of a fetched revision from the cache.
+    pub fn snapshot(&self, fetched: &Fetched, selection: &Selection) -> Result<Snapshot, GitError> {
+        let revision = &fetched.revision;
+        let read_error = |source| GitError::Read {
+            revision: revision.clone(),
+            source,
+        };
+        let repo = self.open_cache()?;
+        let oid = Oid::from_str(revision.digest()).map_err(read_error)?;
+        let tree = repo
+            .find_commit(oid)
+            .and_then(|c| c.tree())
+            .map_err(read_error)?;
+        let files = tree::read_files(&repo, &tree, selection).map_err(read_error)?;
+        Ok(Snapshot {
+            revision: revision.clone(),
+            commit: Some(fetched.commit.clone()),
+            files,
+        })
+    }
+
+    fn open_cache(&self) -> Result<Repository, GitError> {
+        let cache_error = |source| GitError::Cache {
+            path: self.cache.clone(),
+            source,
+        };
+        match Repository::open_bare(&self.cache) {
+            Ok(repo) => Ok(repo),
+            Err(_) => Repository::init_bare(&self.cache).map_err(cache_error),
+        }
+    }
+
+    fn download(&self, repo: &Repository) -> Result<(), GitError> {
+        let fetch_error = |e: git2::Error| GitError::Fetch {
+            url: self.url.to_string(),
+            message: self.scrub(e.message()),
+        };
+        let mut remote = repo
+            .remote_anonymous(self.url.as_git_url())
+            .map_err(fetch_error)?;
+        let headers = self.auth.http_headers();
+        let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+        let mut options = FetchOptions::new();
+        options
+            .remote_callbacks(self.auth.callbacks(&self.url, Arc::clone(&self.cancel)))
+            .custom_headers(&headers)
+            .prune(FetchPrune::On)
+            .download_tags(AutotagOption::None);
+        remote
+            .fetch(self.reference.refspecs(), Some(&mut options), None)
+            .map_err(fetch_error)
+    }
+
+    /// The local ref the reference was fetched to: its short name (for the revision) and commit.
+    fn resolve(&self, repo: &Repository) -> Result<(Option<String>, Oid), GitError> {
+        let not_found = |hint| GitError::ReferenceNotFound {
+            url: self.url.to_string(),
+            reference: self.reference.to_string(),
+            hint,
+        };
+        let peel = |refname: &str| {
+            repo.find_reference(refname)
+                .and_then(|r| r.peel_to_commit())
+                .map(|c| c.id())
+        };
+        match &self.reference {
+            GitReference::Branch(branch) => peel(&format!("refs/remotes/origin/{branch}"))
+                .map(|oid| (Some(branch.clone()), oid))
+                .map_err(|_| not_found(empty_hint(repo))),
+            GitReference::Tag(tag) => peel(&format!("refs/tags/{tag}"))
+                .map(|oid| (Some(tag.clone()), oid))
+                .map_err(|_| not_found("")),
+            GitReference::Semver(range) => {
+                let tags = repo.tag_names(None).map_err(|_| not_found(""))?;
+                let tag = reference::highest_matching(
+                    range,
+                    tags.iter().filter_map(|tag| tag.ok().flatten()),
+                )
+                .ok_or_else(|| not_found(" (no tag in range)"))?;
+                peel(&format!("refs/tags/{tag}"))
+                    .map(|oid| (Some(tag.to_owned()), oid))
+                    .map_err(|_| not_found(""))
+            }
+            GitReference::Commit(id) => Oid::from_str(id)
+                .and_then(|oid| repo.find_commit(oid))
+                .map(|commit| (None, commit.id()))
+                .map_err(|_| not_found(" (not reachable from any branch or tag)")),
+        }
+    }
+
+    /// libgit2 messages may quote what the server or the URL said; never let a secret through.
+    fn scrub(&self, message: &str) -> String {
+        let mut message = message.to_owned();
+        for secret in self.auth.secrets().into_iter().chain(self.url.password()) {
+            message = message.replace(secret, "***");
+        }
+        message
+    }
+}
+
+fn empty_hint(repo: &Repository) -> &'static str {
+    let has_branches = repo
+        .references_glob("refs/remotes/origin/*")
+        .is_ok_and(|mut refs| refs.next().is_some());
+    if has_branches {
+        ""
+    } else {
+        " (the repository has no branches: is it empty?)"
+    }
+}
+
+fn commit_info(commit: &git2::Commit<'_>) -> CommitInfo {
+    let author = commit.author();
+    CommitInfo {
+        id: commit.id().to_string(),
+        author: format!(
+            "{} <{}>",
+            String::from_utf8_lossy(author.name_bytes()),
+            String::from_utf8_lossy(author.email_bytes())
+        ),
+        time: commit.time().seconds(),
+        subject: commit
+            .summary_bytes()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default()
+            .into_owned(),
+    }
+}
