@@ -2,8 +2,8 @@
 //! and an extra CA bundle for HTTPS; turned into libgit2 callbacks that answer once (so a
 //! rejected credential is an error, not an endless retry) and can be cancelled.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use git2::{CertificateCheckStatus, Cred, CredentialType, RemoteCallbacks};
 use rustls_pki_types::pem::PemObject;
@@ -40,7 +40,7 @@ pub struct GitAuth {
     pub bearer_token: Option<SecretString>,
     pub ssh: Option<SshAuth>,
     /// DER certificates trusted for HTTPS in addition to the system's.
-    ca_bundle: Vec<CertificateDer<'static>>,
+    pub ca_bundle: Vec<CertificateDer<'static>>,
 }
 
 impl GitAuth {
@@ -79,12 +79,12 @@ impl GitAuth {
         secrets
     }
 
-    /// libgit2 callbacks for one operation on `url`. Once `cancel` is set, the next progress
-    /// report aborts the transfer.
+    /// libgit2 callbacks for one operation on `url`. Once `transfer.cancel` is set, the next
+    /// progress report aborts the transfer.
     pub(super) fn callbacks<'a>(
         &'a self,
         url: &'a RemoteUrl,
-        cancel: Arc<AtomicBool>,
+        transfer: &'a Transfer,
     ) -> RemoteCallbacks<'a> {
         let mut callbacks = RemoteCallbacks::new();
         let mut asked = false;
@@ -92,9 +92,9 @@ impl GitAuth {
             // libgit2 asks again after each rejection; a second question means the answer
             // was wrong, and asking forever would hang the fetch.
             if std::mem::replace(&mut asked, true) {
-                return Err(git2::Error::from_str(
-                    "the server rejected the configured credentials",
-                ));
+                return Err(
+                    transfer.refuse("the server rejected the configured credentials".to_owned())
+                );
             }
             self.credential(url, username_from_url, allowed)
         });
@@ -102,16 +102,16 @@ impl GitAuth {
             if let Some(x509) = cert.as_x509() {
                 return Ok(self.check_tls(x509.data(), host));
             }
-            match cert.as_hostkey().and_then(git2::cert::CertHostkey::hostkey) {
-                Some(key) => self.check_host_key(url, host, key),
-                None => Err(git2::Error::from_str(
-                    "the server presented no certificate or host key",
-                )),
-            }
+            let Some(key) = cert.as_hostkey().and_then(git2::cert::CertHostkey::hostkey) else {
+                return Err(
+                    transfer.refuse("the server presented no certificate or host key".to_owned())
+                );
+            };
+            self.check_host_key(url, host, key)
+                .map_err(|reason| transfer.refuse(reason))
         });
-        let transfer_cancel = Arc::clone(&cancel);
-        callbacks.transfer_progress(move |_| !transfer_cancel.load(Ordering::Relaxed));
-        callbacks.sideband_progress(move |_| !cancel.load(Ordering::Relaxed));
+        callbacks.transfer_progress(move |_| !transfer.cancel.load(Ordering::Relaxed));
+        callbacks.sideband_progress(move |_| !transfer.cancel.load(Ordering::Relaxed));
         callbacks
     }
 
@@ -121,6 +121,7 @@ impl GitAuth {
         username_from_url: Option<&str>,
         allowed: CredentialType,
     ) -> Result<Cred, git2::Error> {
+        // For SSH the user is part of the address (`git@host`); libgit2 refuses another one.
         let username = self
             .username
             .as_deref()
@@ -129,6 +130,7 @@ impl GitAuth {
         if allowed.contains(CredentialType::SSH_KEY)
             && let Some(ssh) = &self.ssh
         {
+            let username = username_from_url.or(url.username()).or(username);
             let passphrase = ssh.passphrase.as_ref().map(ExposeSecret::expose_secret);
             return Cred::ssh_key_from_memory(
                 username.unwrap_or("git"),
@@ -165,30 +167,63 @@ impl GitAuth {
         }
     }
 
+    /// Whether known_hosts trusts `key` for `host`; the reason when it does not.
     fn check_host_key(
         &self,
         url: &RemoteUrl,
         host: &str,
         key: &[u8],
-    ) -> Result<CertificateCheckStatus, git2::Error> {
+    ) -> Result<CertificateCheckStatus, String> {
         let Some(ssh) = &self.ssh else {
-            return Err(git2::Error::from_str(
-                "no known_hosts configured: refusing an unverified SSH host key",
-            ));
+            return Err(
+                "no known_hosts configured: refusing an unverified SSH host key".to_owned(),
+            );
         };
         let port = url.port().unwrap_or(22);
         match ssh.known_hosts.check(host, port, key) {
             HostKeyCheck::Trusted => Ok(CertificateCheckStatus::CertificateOk),
-            HostKeyCheck::Mismatch => Err(git2::Error::from_str(&format!(
+            HostKeyCheck::Mismatch => Err(format!(
                 "the host key of {host} port {port} does not match known_hosts (changed key or an attack)"
-            ))),
-            HostKeyCheck::Revoked => Err(git2::Error::from_str(&format!(
-                "the host key of {host} is revoked in known_hosts"
-            ))),
-            HostKeyCheck::Unknown => Err(git2::Error::from_str(&format!(
-                "{host} port {port} is not in known_hosts"
-            ))),
+            )),
+            HostKeyCheck::Revoked => {
+                Err(format!("the host key of {host} is revoked in known_hosts"))
+            }
+            HostKeyCheck::Unknown => Err(format!("{host} port {port} is not in known_hosts")),
         }
+    }
+}
+
+/// State shared by the callbacks of one libgit2 operation and the code that runs it.
+#[derive(Debug, Default)]
+pub(super) struct Transfer {
+    pub cancel: Arc<AtomicBool>,
+    /// Why a callback refused: libgit2 replaces a callback's error with a generic message
+    /// ("invalid or unknown remote ssh hostkey"), so the reason is kept here.
+    refusal: Mutex<Option<String>>,
+}
+
+impl Transfer {
+    pub(super) fn new(cancel: Arc<AtomicBool>) -> Self {
+        Transfer {
+            cancel,
+            refusal: Mutex::new(None),
+        }
+    }
+
+    fn refuse(&self, reason: String) -> git2::Error {
+        let error = git2::Error::from_str(&reason);
+        if let Ok(mut refusal) = self.refusal.lock() {
+            refusal.get_or_insert(reason);
+        }
+        error
+    }
+
+    /// The reason a callback refused, if one did.
+    pub(super) fn take_refusal(&self) -> Option<String> {
+        self.refusal
+            .lock()
+            .ok()
+            .and_then(|mut refusal| refusal.take())
     }
 }
 

@@ -14,6 +14,7 @@ use std::sync::atomic::AtomicBool;
 use git2::{AutotagOption, FetchOptions, FetchPrune, Oid, Repository};
 use sha2::{Digest, Sha256};
 
+use self::auth::Transfer;
 pub use self::auth::{AuthError, GitAuth, SshAuth};
 pub use self::known_hosts::{HostKeyCheck, KnownHosts, KnownHostsError};
 pub use self::reference::{GitReference, ReferenceError};
@@ -55,6 +56,8 @@ pub struct Fetched {
     /// The commit the reference pointed at before, when the new one does not descend from
     /// it: the history was rewritten (force-push).
     pub rewritten_from: Option<String>,
+    /// Objects transferred by this fetch (0 when nothing was new).
+    pub received_objects: usize,
 }
 
 /// One remote repository, followed at one reference.
@@ -99,7 +102,7 @@ impl GitSource {
     pub fn fetch(&self) -> Result<Fetched, GitError> {
         let repo = self.open_cache()?;
         let before = self.resolve(&repo).ok().map(|(_, oid)| oid);
-        self.download(&repo)?;
+        let received_objects = self.download(&repo)?;
         let (name, oid) = self.resolve(&repo)?;
         let revision = Revision::new(name.as_deref(), &oid.to_string())?;
         let commit = repo.find_commit(oid).map_err(|source| GitError::Read {
@@ -116,6 +119,7 @@ impl GitSource {
             revision,
             commit: commit_info(&commit),
             rewritten_from,
+            received_objects,
         })
     }
 
@@ -151,10 +155,14 @@ impl GitSource {
         }
     }
 
-    fn download(&self, repo: &Repository) -> Result<(), GitError> {
+    /// Fetches the reference's refspecs; returns how many objects were received.
+    fn download(&self, repo: &Repository) -> Result<usize, GitError> {
+        let transfer = Transfer::new(Arc::clone(&self.cancel));
         let fetch_error = |e: git2::Error| GitError::Fetch {
             url: self.url.to_string(),
-            message: self.scrub(e.message()),
+            message: transfer
+                .take_refusal()
+                .unwrap_or_else(|| self.scrub(e.message())),
         };
         let mut remote = repo
             .remote_anonymous(self.url.as_git_url())
@@ -163,13 +171,14 @@ impl GitSource {
         let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
         let mut options = FetchOptions::new();
         options
-            .remote_callbacks(self.auth.callbacks(&self.url, Arc::clone(&self.cancel)))
+            .remote_callbacks(self.auth.callbacks(&self.url, &transfer))
             .custom_headers(&headers)
             .prune(FetchPrune::On)
             .download_tags(AutotagOption::None);
         remote
             .fetch(self.reference.refspecs(), Some(&mut options), None)
-            .map_err(fetch_error)
+            .map_err(fetch_error)?;
+        Ok(remote.stats().received_objects())
     }
 
     /// The local ref the reference was fetched to: its short name (for the revision) and commit.

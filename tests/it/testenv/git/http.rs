@@ -30,6 +30,8 @@ const MAX_BODY: usize = 64 << 20;
 pub struct HttpGitServer {
     pub plain_port: u16,
     pub tls_port: u16,
+    /// The CA that signed the HTTPS server's certificate (PEM).
+    pub ca_pem: String,
     /// The HTTPS server's certificate (DER), for clients that pin it.
     pub server_cert_der: Vec<u8>,
     runtime: Option<tokio::runtime::Runtime>,
@@ -62,6 +64,7 @@ impl HttpGitServer {
         let server = HttpGitServer {
             plain_port: plain.local_addr().expect("addr").port(),
             tls_port: secure.local_addr().expect("addr").port(),
+            ca_pem: pki.ca_pem.clone(),
             server_cert_der: cert.to_vec(),
             runtime: Some(
                 tokio::runtime::Builder::new_multi_thread()

@@ -39,12 +39,22 @@ impl Repo {
         &self.bare
     }
 
+    /// The work tree, for what `write` cannot make (symlinks).
+    pub fn work_path(&self) -> &Path {
+        &self.work
+    }
+
     /// Writes a file of the work tree (creating its directories); nothing is committed yet.
     pub fn write(&self, path: &str, contents: impl AsRef<[u8]>) -> &Self {
         let file = self.work.join(path);
         std::fs::create_dir_all(file.parent().expect("parent")).expect("create dirs");
         std::fs::write(&file, contents).unwrap_or_else(|e| panic!("write {}: {e}", file.display()));
         self
+    }
+
+    /// Runs another `git` command in the work tree (tags, branches, resets); returns stdout.
+    pub fn git(&self, args: &[&str]) -> String {
+        git(&self.work, args).output()
     }
 
     /// Commits everything in the work tree and pushes it to `main`; returns the commit id.

@@ -1,0 +1,387 @@
+//! The git source against real servers: every transport and auth kind, references
+//! (branch, tag, semver, commit), incremental fetches, force-pushes, deleted branches, empty
+//! repositories, and manifests read from the commit tree only under the configured paths.
+
+use secrecy::SecretString;
+use secretsync::source::git::{
+    GitAuth, GitError, GitReference, GitSource, KnownHosts, RemoteUrl, SshAuth,
+};
+use secretsync::source::{FileContent, Selection, Snapshot};
+
+use crate::testenv::fleet::repo_path;
+use crate::testenv::git::{GitServers, HTTP_PASSWORD, HTTP_TOKEN, HTTP_USER, Repo, Transport};
+
+const TRANSPORTS: [Transport; 5] = [
+    Transport::File,
+    Transport::GitDaemon,
+    Transport::Http,
+    Transport::Https,
+    Transport::Ssh,
+];
+
+fn manifest() -> String {
+    std::fs::read_to_string(repo_path("fixtures/manifests/basic/registry.yaml")).expect("fixture")
+}
+
+/// Everything the test servers ask for: a password, an SSH key with known_hosts, the CA.
+fn full_auth(servers: &GitServers) -> GitAuth {
+    let private_key = std::fs::read_to_string(&servers.ssh.client_key).expect("client key");
+    let known_hosts = std::fs::read_to_string(&servers.ssh.known_hosts).expect("known_hosts");
+    GitAuth {
+        username: Some(HTTP_USER.to_owned()),
+        password: Some(SecretString::from(HTTP_PASSWORD)),
+        ssh: Some(SshAuth {
+            private_key: SecretString::from(private_key),
+            passphrase: None,
+            known_hosts: KnownHosts::parse(&known_hosts).expect("parse known_hosts"),
+        }),
+        ..GitAuth::default()
+    }
+    .with_ca_bundle(servers.http.ca_pem.as_bytes())
+    .expect("CA bundle")
+}
+
+struct Fixture {
+    servers: &'static GitServers,
+    repo: Repo,
+    cache: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let servers = GitServers::shared();
+        Fixture {
+            servers,
+            repo: servers.create_repo("source"),
+            cache: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn source(&self, transport: Transport, reference: GitReference, auth: GitAuth) -> GitSource {
+        let url = RemoteUrl::parse(&self.servers.url(&self.repo, transport)).expect("URL");
+        GitSource::new(url, reference, auth, self.cache.path())
+    }
+
+    fn main_over(&self, transport: Transport) -> GitSource {
+        self.source(transport, GitReference::default(), full_auth(self.servers))
+    }
+}
+
+fn paths(snapshot: &Snapshot) -> Vec<&str> {
+    snapshot.files.iter().map(|f| f.path.as_str()).collect()
+}
+
+#[test]
+fn reads_manifests_of_the_commit_over_every_transport() {
+    let fixture = Fixture::new();
+    let repo = &fixture.repo;
+    repo.write("clusters/registry.yaml", manifest())
+        .write("clusters/prod/more.yml", manifest())
+        .write("clusters/README.md", "not a manifest")
+        .write("clusters/drafts/draft.yaml", manifest())
+        .write("apps/app.yaml", manifest())
+        .write(".secretsyncignore", "drafts/\n");
+    std::os::unix::fs::symlink(
+        "../apps/app.yaml",
+        repo.work_path().join("clusters/link.yaml"),
+    )
+    .expect("symlink");
+    let commit = repo.commit("add registry credentials sync");
+
+    for transport in TRANSPORTS {
+        let source = fixture.main_over(transport);
+        let fetched = source
+            .fetch()
+            .unwrap_or_else(|e| panic!("{transport:?}: {e}"));
+        assert_eq!(
+            fetched.revision.to_string(),
+            format!("main@sha1:{commit}"),
+            "{transport:?}"
+        );
+        assert_eq!(fetched.commit.subject, "add registry credentials sync");
+        assert_eq!(fetched.rewritten_from, None);
+
+        let snapshot = source
+            .snapshot(&fetched, &Selection::new(&["clusters"]).unwrap())
+            .expect("snapshot");
+        assert_eq!(
+            paths(&snapshot),
+            ["clusters/prod/more.yml", "clusters/registry.yaml"],
+            "{transport:?}"
+        );
+        let FileContent::Bytes(bytes) = &snapshot.files[1].content else {
+            panic!("not read")
+        };
+        assert_eq!(&bytes[..], manifest().as_bytes());
+        // Ids are git blob ids, so that a parse cache keyed by them survives new commits.
+        assert_eq!(
+            snapshot.files[1].id,
+            repo.git(&["rev-parse", "HEAD:clusters/registry.yaml"])
+        );
+    }
+}
+
+#[test]
+fn a_second_fetch_with_nothing_new_transfers_nothing() {
+    let fixture = Fixture::new();
+    fixture.repo.write("a.yaml", manifest()).commit("one");
+    let source = fixture.main_over(Transport::Http);
+    let first = source.fetch().expect("first fetch");
+    assert!(first.received_objects > 0);
+    let second = source.fetch().expect("second fetch");
+    assert_eq!(second.revision, first.revision);
+    assert_eq!(second.received_objects, 0);
+
+    let next = fixture.repo.write("b.yaml", manifest()).commit("two");
+    let third = source.fetch().expect("third fetch");
+    assert_eq!(third.revision.commit(), Some(next.as_str()));
+    assert!(
+        third.received_objects < first.received_objects + 3,
+        "fetched more than the new commit"
+    );
+}
+
+#[test]
+fn a_force_push_moves_the_revision_and_is_reported() {
+    let fixture = Fixture::new();
+    let old = fixture
+        .repo
+        .write("a.yaml", manifest())
+        .commit("original history");
+    let source = fixture.main_over(Transport::GitDaemon);
+    source.fetch().expect("fetch");
+
+    fixture
+        .repo
+        .git(&["checkout", "--quiet", "--orphan", "rewritten"]);
+    let new = fixture
+        .repo
+        .write("b.yaml", manifest())
+        .commit("unrelated history");
+    let fetched = source.fetch().expect("fetch after force-push");
+    assert_eq!(fetched.revision.commit(), Some(new.as_str()));
+    assert_eq!(fetched.rewritten_from.as_deref(), Some(old.as_str()));
+}
+
+#[test]
+fn a_deleted_branch_is_an_error_not_a_stale_revision() {
+    let fixture = Fixture::new();
+    fixture.repo.write("a.yaml", manifest()).commit("on main");
+    fixture
+        .repo
+        .git(&["push", "--quiet", "origin", "HEAD:refs/heads/release"]);
+    let source = fixture.source(
+        Transport::File,
+        GitReference::branch("release").unwrap(),
+        GitAuth::default(),
+    );
+    assert_eq!(
+        source.fetch().expect("fetch release").revision.reference(),
+        Some("release")
+    );
+
+    fixture
+        .repo
+        .git(&["push", "--quiet", "origin", "--delete", "release"]);
+    match source.fetch() {
+        Err(GitError::ReferenceNotFound { reference, .. }) => {
+            assert_eq!(reference, "branch release");
+        }
+        other => panic!("expected branch not found, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_empty_repository_says_so() {
+    let fixture = Fixture::new();
+    let error = fixture
+        .main_over(Transport::File)
+        .fetch()
+        .expect_err("fetched an empty repository");
+    assert!(error.to_string().contains("empty"), "{error}");
+}
+
+#[test]
+fn a_commit_without_manifests_gives_an_empty_snapshot() {
+    let fixture = Fixture::new();
+    fixture
+        .repo
+        .write("README.md", "# config")
+        .write("values.json", "{}")
+        .commit("no manifests");
+    let source = fixture.main_over(Transport::File);
+    let fetched = source.fetch().expect("fetch");
+    let snapshot = source
+        .snapshot(&fetched, &Selection::default())
+        .expect("snapshot");
+    assert!(snapshot.files.is_empty(), "{:?}", paths(&snapshot));
+}
+
+#[test]
+fn tags_semver_ranges_and_commits_resolve_like_flux() {
+    let fixture = Fixture::new();
+    let repo = &fixture.repo;
+    let mut commits = Vec::new();
+    for tag in ["v1.0.0", "v1.2.0", "v2.0.0"] {
+        commits.push(repo.write("version.yaml", format!("# {tag}\n")).commit(tag));
+        repo.git(&["tag", "--annotate", "--message", tag, tag]);
+    }
+    repo.git(&["push", "--quiet", "origin", "--tags"]);
+
+    let cases = [
+        (
+            GitReference::tag("v1.0.0").unwrap(),
+            format!("v1.0.0@sha1:{}", commits[0]),
+        ),
+        (
+            GitReference::semver("^1").unwrap(),
+            format!("v1.2.0@sha1:{}", commits[1]),
+        ),
+        (
+            GitReference::semver(">=1.1").unwrap(),
+            format!("v2.0.0@sha1:{}", commits[2]),
+        ),
+        (
+            GitReference::commit(&commits[0]).unwrap(),
+            format!("sha1:{}", commits[0]),
+        ),
+    ];
+    for (reference, expected) in cases {
+        let source = fixture.source(
+            Transport::Http,
+            reference.clone(),
+            full_auth(fixture.servers),
+        );
+        let fetched = source
+            .fetch()
+            .unwrap_or_else(|e| panic!("{reference}: {e}"));
+        assert_eq!(fetched.revision.to_string(), expected, "{reference}");
+    }
+    let missing = fixture.source(
+        Transport::Http,
+        GitReference::semver("^3").unwrap(),
+        full_auth(fixture.servers),
+    );
+    assert!(missing.fetch().is_err());
+}
+
+#[test]
+fn a_file_over_the_size_limit_is_not_read() {
+    let fixture = Fixture::new();
+    fixture
+        .repo
+        .write("big.yaml", "x".repeat(4096))
+        .write("small.yaml", manifest())
+        .commit("big file");
+    let source = fixture.main_over(Transport::File);
+    let fetched = source.fetch().expect("fetch");
+    let snapshot = source
+        .snapshot(&fetched, &Selection::default().with_max_file_size(1024))
+        .expect("snapshot");
+    assert!(matches!(
+        snapshot.files[0].content,
+        FileContent::TooLarge {
+            size: 4096,
+            limit: 1024
+        }
+    ));
+    assert!(matches!(snapshot.files[1].content, FileContent::Bytes(_)));
+}
+
+#[test]
+fn a_bearer_token_authenticates_over_https() {
+    let fixture = Fixture::new();
+    fixture.repo.write("a.yaml", manifest()).commit("one");
+    let auth = GitAuth {
+        bearer_token: Some(SecretString::from(HTTP_TOKEN)),
+        ..GitAuth::default()
+    }
+    .with_ca_bundle(fixture.servers.http.ca_pem.as_bytes())
+    .expect("CA");
+    fixture
+        .source(Transport::Https, GitReference::default(), auth)
+        .fetch()
+        .expect("fetch with a bearer token");
+}
+
+#[test]
+fn wrong_or_missing_credentials_fail_fast_and_leak_nothing() {
+    let fixture = Fixture::new();
+    fixture.repo.write("a.yaml", manifest()).commit("one");
+    let wrong = GitAuth {
+        password: Some(SecretString::from("wrong-password-value")),
+        ..full_auth(fixture.servers)
+    };
+    for (transport, auth) in [
+        (Transport::Http, wrong.clone()),
+        (Transport::Https, wrong),
+        (Transport::Http, GitAuth::default()),
+    ] {
+        let error = fixture
+            .source(transport, GitReference::default(), auth)
+            .fetch()
+            .expect_err("fetched without the right password");
+        let shown = format!("{error} {error:?}");
+        assert!(matches!(error, GitError::Fetch { .. }), "{shown}");
+        assert!(
+            !shown.contains("wrong-password-value") && !shown.contains(HTTP_PASSWORD),
+            "{shown}"
+        );
+    }
+    // A password written into the URL is used, and never shown.
+    let url = fixture
+        .servers
+        .url(&fixture.repo, Transport::Http)
+        .replace("http://", &format!("http://{HTTP_USER}:{HTTP_PASSWORD}@"));
+    let source = GitSource::new(
+        RemoteUrl::parse(&url).unwrap(),
+        GitReference::default(),
+        GitAuth::default(),
+        fixture.cache.path(),
+    );
+    source.fetch().expect("fetch with credentials in the URL");
+    assert!(!source.url().to_string().contains(HTTP_PASSWORD));
+}
+
+#[test]
+fn untrusted_servers_are_refused() {
+    let fixture = Fixture::new();
+    fixture.repo.write("a.yaml", manifest()).commit("one");
+
+    // HTTPS without the server's CA: the system trust store does not know it.
+    let no_ca = GitAuth {
+        password: Some(SecretString::from(HTTP_PASSWORD)),
+        ..GitAuth::default()
+    };
+    let error = fixture
+        .source(Transport::Https, GitReference::default(), no_ca)
+        .fetch()
+        .expect_err("untrusted TLS");
+    assert!(
+        error.to_string().to_lowercase().contains("certificate"),
+        "{error}"
+    );
+
+    // SSH with a known_hosts file that lists another key for this host and port.
+    let mut auth = full_auth(fixture.servers);
+    let port = fixture.servers.ssh.port;
+    let other_key = "AAAAC3NzaC1lZDI1NTE5AAAAIGJ1dCBub3QgdGhlIGtleSB0aGUgc2VydmVyIGhhcw==";
+    auth.ssh.as_mut().unwrap().known_hosts =
+        KnownHosts::parse(&format!("[127.0.0.1]:{port} ssh-ed25519 {other_key}\n")).unwrap();
+    let error = fixture
+        .source(Transport::Ssh, GitReference::default(), auth.clone())
+        .fetch()
+        .expect_err("changed host key");
+    assert!(
+        error.to_string().contains("does not match known_hosts"),
+        "{error}"
+    );
+
+    // SSH to a host known_hosts does not list at all.
+    auth.ssh.as_mut().unwrap().known_hosts = KnownHosts::parse("").unwrap();
+    let error = fixture
+        .source(Transport::Ssh, GitReference::default(), auth)
+        .fetch()
+        .expect_err("unknown host");
+    assert!(error.to_string().contains("not in known_hosts"), "{error}");
+}
