@@ -2,5 +2,6 @@
 //! selected by `SecretSync` manifests read straight from git commits.
 
 pub mod cli;
+pub mod manifest;
 pub mod source;
 pub mod telemetry;

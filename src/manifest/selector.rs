@@ -1,0 +1,215 @@
+//! Label selectors as Kubernetes defines them (`matchLabels` and `matchExpressions` with
+//! `In`, `NotIn`, `Exists`, `DoesNotExist`), with one deliberate difference kept from the
+//! SecretSync API: an empty selector selects nothing, never every cluster.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::names::{check_label_key, check_label_value};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelector {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_expressions: Vec<Requirement>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requirement {
+    pub key: String,
+    pub operator: Operator,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Operator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+}
+
+/// A problem with a selector, at a field path relative to the selector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectorProblem {
+    pub field: String,
+    pub message: String,
+}
+
+impl LabelSelector {
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.match_labels.is_empty() && self.match_expressions.is_empty()
+    }
+
+    /// Whether a cluster with `labels` is selected. Every term must hold; an empty selector
+    /// matches nothing.
+    #[must_use]
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        !self.is_empty()
+            && self
+                .match_labels
+                .iter()
+                .all(|(k, v)| labels.get(k) == Some(v))
+            && self.match_expressions.iter().all(|r| r.matches(labels))
+    }
+
+    /// Every syntax problem, with the field it is in (`matchExpressions[1].values`).
+    #[must_use]
+    pub fn problems(&self) -> Vec<SelectorProblem> {
+        let mut problems = Vec::new();
+        let mut report = |field: String, result: Result<(), String>| {
+            if let Err(message) = result {
+                problems.push(SelectorProblem { field, message });
+            }
+        };
+        if self.is_empty() {
+            report(
+                String::new(),
+                Err("must have matchLabels or matchExpressions: an empty selector selects no cluster".to_owned()),
+            );
+        }
+        for (key, value) in &self.match_labels {
+            report(format!("matchLabels.{key}"), check_label_key(key));
+            report(format!("matchLabels.{key}"), check_label_value(value));
+        }
+        for (index, requirement) in self.match_expressions.iter().enumerate() {
+            let field = format!("matchExpressions[{index}]");
+            report(format!("{field}.key"), check_label_key(&requirement.key));
+            report(format!("{field}.values"), requirement.check_values());
+            for value in &requirement.values {
+                report(format!("{field}.values"), check_label_value(value));
+            }
+        }
+        problems
+    }
+}
+
+impl Requirement {
+    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        let value = labels.get(&self.key);
+        match self.operator {
+            Operator::In => value.is_some_and(|v| self.values.contains(v)),
+            Operator::NotIn => value.is_none_or(|v| !self.values.contains(v)),
+            Operator::Exists => value.is_some(),
+            Operator::DoesNotExist => value.is_none(),
+        }
+    }
+
+    fn check_values(&self) -> Result<(), String> {
+        match (self.operator, self.values.is_empty()) {
+            (Operator::In | Operator::NotIn, true) => Err(format!(
+                "operator {:?} needs at least one value",
+                self.operator
+            )),
+            (Operator::Exists | Operator::DoesNotExist, false) => {
+                Err(format!("operator {:?} takes no values", self.operator))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn selector(yaml: &str) -> LabelSelector {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn matches_like_kubernetes_except_that_empty_selects_nothing() {
+        let prod_eu = labels(&[("environment", "production"), ("region", "eu-west")]);
+        let staging = labels(&[("environment", "staging")]);
+        let none = labels(&[]);
+        let cases = [
+            ("{}", [false, false, false]),
+            (
+                "matchLabels: {environment: production}",
+                [true, false, false],
+            ),
+            (
+                "matchLabels: {environment: production, region: us-east}",
+                [false, false, false],
+            ),
+            (
+                "matchExpressions: [{key: environment, operator: In, values: [production, staging]}]",
+                [true, true, false],
+            ),
+            (
+                "matchExpressions: [{key: environment, operator: NotIn, values: [production]}]",
+                [false, true, true],
+            ),
+            (
+                "matchExpressions: [{key: region, operator: Exists}]",
+                [true, false, false],
+            ),
+            (
+                "matchExpressions: [{key: region, operator: DoesNotExist}]",
+                [false, true, true],
+            ),
+            (
+                "{matchLabels: {environment: production}, matchExpressions: [{key: region, operator: In, values: [eu-west]}]}",
+                [true, false, false],
+            ),
+        ];
+        for (yaml, expected) in cases {
+            let selector = selector(yaml);
+            let got = [&prod_eu, &staging, &none].map(|l| selector.matches(l));
+            assert_eq!(got, expected, "{yaml}");
+        }
+    }
+
+    #[test]
+    fn reports_each_problem_with_its_field() {
+        let cases = [
+            ("{}", ""),
+            ("matchLabels: {'bad key': x}", "matchLabels.bad key"),
+            ("matchLabels: {env: 'bad value'}", "matchLabels.env"),
+            (
+                "matchExpressions: [{key: env, operator: In}]",
+                "matchExpressions[0].values",
+            ),
+            (
+                "matchExpressions: [{key: env, operator: Exists, values: [a]}]",
+                "matchExpressions[0].values",
+            ),
+            (
+                "matchExpressions: [{key: env, operator: In, values: [a]}, {key: '-x', operator: Exists}]",
+                "matchExpressions[1].key",
+            ),
+        ];
+        for (yaml, field) in cases {
+            let problems = selector(yaml).problems();
+            assert_eq!(problems.len(), 1, "{yaml}: {problems:?}");
+            assert_eq!(problems[0].field, field, "{yaml}");
+        }
+        assert!(
+            selector("matchLabels: {environment: production}")
+                .problems()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn refuses_unknown_operators_when_parsing() {
+        assert!(
+            serde_yaml::from_str::<LabelSelector>(
+                "matchExpressions: [{key: a, operator: Like, values: [b]}]"
+            )
+            .is_err()
+        );
+    }
+}
