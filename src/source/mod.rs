@@ -2,6 +2,7 @@
 //! Flux `GitRepository` artifact. Each one yields a `Snapshot`: the revision and the
 //! selected files of one commit, read without a working-tree checkout.
 
+pub mod files;
 pub mod revision;
 pub mod select;
 
