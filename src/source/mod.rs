@@ -3,11 +3,13 @@
 //! selected files of one commit, read without a working-tree checkout.
 
 pub mod files;
+pub mod local;
 pub mod revision;
 pub mod select;
 
 use std::sync::Arc;
 
+pub use self::local::{Changed, LocalError, LocalSource, LocalWatch};
 pub use self::revision::{Algorithm, InvalidRevision, Revision};
 pub use self::select::{IGNORE_FILE, IgnoreRules, Selection, SelectionError};
 

@@ -3,4 +3,5 @@
 
 mod smoke_git;
 mod smoke_kube;
+mod source_local;
 mod testenv;
