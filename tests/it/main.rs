@@ -3,5 +3,6 @@
 
 mod smoke_git;
 mod smoke_kube;
+mod source_artifact;
 mod source_local;
 mod testenv;
