@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::runtime::wait::{await_condition, conditions};
-use secretsync::source::artifact::git_repository_resource;
+use secretsync::source::artifact::{UnpackError, git_repository_resource};
 use secretsync::source::{ArtifactError, ArtifactSource, FileContent, Selection};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -289,7 +289,7 @@ async fn an_entry_that_climbs_out_refuses_the_archive() {
         .await
         .expect_err("hostile archive");
     assert!(
-        matches!(&error, ArtifactError::BadEntry { entry, .. } if entry.contains("evil")),
+        matches!(&error, ArtifactError::Unpack(UnpackError::BadEntry { entry, .. }) if entry.contains("evil")),
         "{error:?}"
     );
     assert!(!landing.exists(), "{} was written", landing.display());
