@@ -2,12 +2,17 @@
 //! Flux `GitRepository` artifact. Each one yields a `Snapshot`: the revision and the
 //! selected files of one commit, read without a working-tree checkout.
 
+pub mod artifact;
+pub mod files;
 pub mod git;
+pub mod local;
 pub mod revision;
 pub mod select;
 
 use std::sync::Arc;
 
+pub use self::artifact::{ArtifactError, ArtifactSource};
+pub use self::local::{Changed, LocalError, LocalSource, LocalWatch};
 pub use self::revision::{Algorithm, InvalidRevision, Revision};
 pub use self::select::{IGNORE_FILE, IgnoreRules, Selection, SelectionError};
 

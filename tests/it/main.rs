@@ -4,5 +4,7 @@
 mod manifest_corpus;
 mod smoke_git;
 mod smoke_kube;
+mod source_artifact;
 mod source_git;
+mod source_local;
 mod testenv;
