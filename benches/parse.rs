@@ -28,7 +28,12 @@ fn main() {
     let mut incremental = Vec::new();
     for run in 0..RUNS {
         let cache = tempfile::tempdir().expect("cache");
-        let source = GitSource::new(url.clone(), GitReference::default(), GitAuth::default(), cache.path());
+        let source = GitSource::new(
+            url.clone(),
+            GitReference::default(),
+            GitAuth::default(),
+            cache.path(),
+        );
         let mut parser = Parser::new("default");
 
         let fetched = source.fetch().expect("fetch");
@@ -38,7 +43,12 @@ fn main() {
         let set = parser.parse(&snapshot);
         cold.push(started.elapsed());
         cold_read.push(read);
-        assert_eq!(set.syncs.len(), FILES * SYNCS_PER_FILE, "{:?}", set.diagnostics.first());
+        assert_eq!(
+            set.syncs.len(),
+            FILES * SYNCS_PER_FILE,
+            "{:?}",
+            set.diagnostics.first()
+        );
 
         change_one_file(&work, run);
         let fetched = source.fetch().expect("fetch");
@@ -49,7 +59,10 @@ fn main() {
         assert_eq!(set.files_parsed, 1);
         assert_eq!(set.syncs.len(), FILES * SYNCS_PER_FILE);
     }
-    println!("repository: {FILES} files, {} SecretSyncs; {RUNS} runs, median (min..max)", FILES * SYNCS_PER_FILE);
+    println!(
+        "repository: {FILES} files, {} SecretSyncs; {RUNS} runs, median (min..max)",
+        FILES * SYNCS_PER_FILE
+    );
     println!("cold: read commit tree      {}", summary(&mut cold_read));
     println!("cold: read + parse          {}", summary(&mut cold));
     println!("incremental: read + parse   {}", summary(&mut incremental));
@@ -58,7 +71,12 @@ fn main() {
 
 fn summary(times: &mut [Duration]) -> String {
     times.sort();
-    format!("{:>8.1?} ({:.1?}..{:.1?})", times[times.len() / 2], times[0], times[times.len() - 1])
+    format!(
+        "{:>8.1?} ({:.1?}..{:.1?})",
+        times[times.len() / 2],
+        times[0],
+        times[times.len() - 1]
+    )
 }
 
 fn sync_yaml(file: usize, index: usize) -> String {
@@ -82,15 +100,25 @@ fn generate(work: &Path) {
 
 fn change_one_file(work: &Path, run: usize) {
     let path = work.join("teams/team-0/syncs-0.yaml");
-    let text = std::fs::read_to_string(&path).expect("read").replace("kube-system", &format!("run-{run}"));
+    let text = std::fs::read_to_string(&path)
+        .expect("read")
+        .replace("kube-system", &format!("run-{run}"));
     std::fs::write(path, text).expect("write");
-    git(work, &["commit", "--quiet", "--all", "--message", "change one file"]);
+    git(
+        work,
+        &["commit", "--quiet", "--all", "--message", "change one file"],
+    );
 }
 
 fn git(dir: &Path, args: &[&str]) {
     let status = Command::new("git")
         .current_dir(dir)
-        .args(["-c", "user.name=bench", "-c", "user.email=bench@secretsync.invalid"])
+        .args([
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@secretsync.invalid",
+        ])
         .args(args)
         .status()
         .expect("git");
@@ -101,6 +129,10 @@ fn git(dir: &Path, args: &[&str]) {
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }

@@ -62,7 +62,12 @@ impl AuthArgs {
     /// Credentials from the options and the environment (`SECRETSYNC_GIT_PASSWORD`,
     /// `SECRETSYNC_GIT_BEARER_TOKEN`, `SECRETSYNC_GIT_SSH_PASSPHRASE`).
     pub fn auth(&self) -> anyhow::Result<GitAuth> {
-        let secret_env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty()).map(SecretString::from);
+        let secret_env = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(SecretString::from)
+        };
         let mut auth = GitAuth {
             username: self.username.clone(),
             password: secret_env("SECRETSYNC_GIT_PASSWORD"),
@@ -73,7 +78,8 @@ impl AuthArgs {
             let private_key = std::fs::read_to_string(key_file)
                 .with_context(|| format!("reading SSH key {}", key_file.display()))?;
             let known_hosts = match &self.known_hosts {
-                Some(file) => std::fs::read_to_string(file).with_context(|| format!("reading known_hosts {}", file.display()))?,
+                Some(file) => std::fs::read_to_string(file)
+                    .with_context(|| format!("reading known_hosts {}", file.display()))?,
                 None => String::new(),
             };
             let known_hosts = KnownHosts::parse(&known_hosts).context("parsing known_hosts")?;
@@ -84,8 +90,11 @@ impl AuthArgs {
             });
         }
         if let Some(ca_file) = &self.ca_file {
-            let pem = std::fs::read(ca_file).with_context(|| format!("reading CA file {}", ca_file.display()))?;
-            auth = auth.with_ca_bundle(&pem).with_context(|| format!("CA file {}", ca_file.display()))?;
+            let pem = std::fs::read(ca_file)
+                .with_context(|| format!("reading CA file {}", ca_file.display()))?;
+            auth = auth
+                .with_ca_bundle(&pem)
+                .with_context(|| format!("CA file {}", ca_file.display()))?;
         }
         Ok(auth)
     }

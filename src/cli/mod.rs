@@ -1,10 +1,12 @@
 //! Command-line interface: argument definitions and dispatch to one module per command.
 
 mod crds;
+mod git_args;
+mod validate;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::telemetry::logs::{self, LogFormat};
 
@@ -30,6 +32,19 @@ pub enum Command {
     /// Print the CustomResourceDefinitions secretsync works with (GitopsCluster, SecretSync)
     /// as multi-document YAML, e.g. for `kubectl apply -f -`.
     Crds(crds::CrdsArgs),
+    /// Check the SecretSync manifests of a directory or a repository, as a pull-request
+    /// check: every problem with file, line and field. No cluster needed. Exits 0 when
+    /// valid, 1 when any manifest has an error, 2 when the check could not run.
+    Validate(Box<validate::ValidateArgs>),
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// For people.
+    Text,
+    /// For programs.
+    Json,
 }
 
 /// Exit code for a command that could not run: bad usage, I/O or set-up failure.
@@ -43,10 +58,11 @@ pub fn run(cli: Cli) -> ExitCode {
         return ExitCode::from(EXIT_FAILURE);
     }
     let outcome = match cli.command {
-        Command::Crds(args) => crds::run(&args),
+        Command::Crds(args) => crds::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Validate(args) => validate::run(&args),
     };
     match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("secretsync: {err:#}");
             ExitCode::from(EXIT_FAILURE)

@@ -59,23 +59,35 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
         OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
         OutputFormat::Text => report.write_text(&mut out)?,
     }
-    Ok(if set.has_errors() { ExitCode::from(EXIT_INVALID) } else { ExitCode::SUCCESS })
+    Ok(if set.has_errors() {
+        ExitCode::from(EXIT_INVALID)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn read_snapshot(args: &ValidateArgs, selection: &Selection) -> anyhow::Result<Snapshot> {
     let directory = PathBuf::from(&args.source);
     if directory.is_dir() {
-        return LocalSource::new(directory, selection.clone()).read().context("reading the directory");
+        return LocalSource::new(directory, selection.clone())
+            .read()
+            .context("reading the directory");
     }
     let url = RemoteUrl::parse(&args.source)?;
     let cache = tempfile::tempdir().context("creating a temporary repository cache")?;
-    let source = GitSource::new(url, args.reference.reference()?, args.auth.auth()?, cache.path());
+    let source = GitSource::new(
+        url,
+        args.reference.reference()?,
+        args.auth.auth()?,
+        cache.path(),
+    );
     let fetched = source.fetch()?;
     Ok(source.snapshot(&fetched, selection)?)
 }
 
 /// What `validate` reports, in either format.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Report<'a> {
     revision: String,
     files: usize,
@@ -99,7 +111,12 @@ struct SyncSummary<'a> {
 
 impl<'a> Report<'a> {
     fn new(snapshot: &Snapshot, set: &'a ManifestSet) -> Self {
-        let count = |severity| set.diagnostics.iter().filter(|d| d.severity == severity).count();
+        let count = |severity| {
+            set.diagnostics
+                .iter()
+                .filter(|d| d.severity == severity)
+                .count()
+        };
         Report {
             revision: set.revision.to_string(),
             files: snapshot.files.len(),

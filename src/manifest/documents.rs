@@ -44,6 +44,22 @@ pub fn split(file: &str) -> Vec<Document<'_>> {
     documents
 }
 
+impl Document<'_> {
+    /// The file line of the document's first content (past leading comments and blanks).
+    #[must_use]
+    pub fn content_line(&self) -> usize {
+        let skipped = self
+            .text
+            .lines()
+            .take_while(|l| {
+                let l = l.trim();
+                l.is_empty() || l.starts_with('#')
+            })
+            .count();
+        self.first_line + skipped
+    }
+}
+
 fn push<'a>(documents: &mut Vec<Document<'a>>, text: &'a str, first_line: usize) {
     let blank = text.lines().all(|l| {
         let l = l.trim();

@@ -138,7 +138,7 @@ impl FileParse<'_> {
                 let message = yaml_error_message(&error);
                 self.out.diagnostics.push(Diagnostic::error(
                     self.path,
-                    line.or(Some(document.first_line)),
+                    line.or(Some(document.content_line())),
                     None,
                     None,
                     message,
@@ -253,7 +253,7 @@ impl FileParse<'_> {
                     spec,
                     options,
                     document: place.document.index,
-                    line: line.unwrap_or(place.document.first_line),
+                    line: line.unwrap_or(place.document.content_line()),
                 });
             }
             _ => self.invalid(key),
@@ -371,7 +371,7 @@ impl FileParse<'_> {
         let line = field
             .as_deref()
             .and_then(|f| place.line_of(f))
-            .unwrap_or(place.document.first_line);
+            .unwrap_or(place.document.content_line());
         let object = key.filter(|k| !k.name.is_empty()).cloned();
         self.out.diagnostics.push(Diagnostic {
             severity,

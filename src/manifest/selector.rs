@@ -3,6 +3,7 @@
 //! SecretSync API: an empty selector selects nothing, never every cluster.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -86,6 +87,27 @@ impl LabelSelector {
             }
         }
         problems
+    }
+}
+
+impl fmt::Display for LabelSelector {
+    /// kubectl's selector syntax: `environment=production,region in (eu,us),!legacy`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut terms: Vec<String> = self
+            .match_labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        terms.extend(self.match_expressions.iter().map(|r| match r.operator {
+            Operator::In => format!("{} in ({})", r.key, r.values.join(",")),
+            Operator::NotIn => format!("{} notin ({})", r.key, r.values.join(",")),
+            Operator::Exists => r.key.clone(),
+            Operator::DoesNotExist => format!("!{}", r.key),
+        }));
+        if terms.is_empty() {
+            return f.write_str("<nothing>");
+        }
+        f.write_str(&terms.join(","))
     }
 }
 
@@ -201,6 +223,16 @@ mod tests {
                 .problems()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn displays_like_kubectl_selectors() {
+        let yaml = "{matchLabels: {environment: production}, matchExpressions: [{key: region, operator: In, values: [eu, us]}, {key: legacy, operator: DoesNotExist}, {key: tier, operator: Exists}]}";
+        assert_eq!(
+            selector(yaml).to_string(),
+            "environment=production,region in (eu,us),!legacy,tier"
+        );
+        assert_eq!(selector("{}").to_string(), "<nothing>");
     }
 
     #[test]
