@@ -1,6 +1,7 @@
 //! secretsync's integration tests: one binary (every extra one re-links kube and git2), a
 //! module per area, all against the real test environment in `testenv`.
 
+mod cluster;
 mod manifest_corpus;
 mod smoke_git;
 mod smoke_kube;
