@@ -2,6 +2,7 @@
 //! selected by `SecretSync` manifests read straight from git commits.
 
 pub mod cli;
+pub mod cluster;
 pub mod manifest;
 pub mod source;
 pub mod telemetry;

@@ -2,6 +2,7 @@
 //! module per area, all against the real test environment in `testenv`.
 
 mod cli_validate;
+mod cluster;
 mod manifest_corpus;
 mod smoke_git;
 mod smoke_kube;
