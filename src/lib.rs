@@ -5,4 +5,6 @@ pub mod cli;
 pub mod cluster;
 pub mod manifest;
 pub mod source;
+pub mod status;
+pub mod sync;
 pub mod telemetry;

@@ -1,0 +1,180 @@
+//! Where status goes: the SecretSync object's status subresource when the CRD is installed
+//! and the object exists; otherwise a ConfigMap `secretsync.<name>` (key `status`) in the
+//! SecretSync's namespace, since secretsync works before any CRD is applied.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind, ObjectMeta};
+use serde_json::json;
+
+use super::model::SyncStatus;
+use crate::manifest::{API_VERSION, KIND, SecretSyncKey};
+use crate::sync::desired::{FIELD_MANAGER, MANAGED_BY, MANAGED_BY_LABEL};
+
+/// Key of the status document in the fallback ConfigMap.
+pub const CONFIGMAP_KEY: &str = "status";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("reading the status of SecretSync {key}: {source}")]
+    Read {
+        key: SecretSyncKey,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("writing the status of SecretSync {key} to {target}: {source}")]
+    Write {
+        key: SecretSyncKey,
+        target: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("the status of SecretSync {key} in ConfigMap {configmap} is not valid JSON: {source}")]
+    Corrupt {
+        key: SecretSyncKey,
+        configmap: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Where a status lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusTarget {
+    /// The SecretSync object's status subresource.
+    Object,
+    /// A ConfigMap of this name in the SecretSync's namespace.
+    ConfigMap(String),
+}
+
+/// The `SecretSync` resource (`capi.weave.works/v1alpha1`).
+#[must_use]
+pub fn secret_sync_resource() -> ApiResource {
+    let (group, version) = API_VERSION.split_once('/').unwrap_or((API_VERSION, ""));
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, KIND), "secretsyncs")
+}
+
+/// The fallback ConfigMap's name for a SecretSync.
+#[must_use]
+pub fn configmap_name(key: &SecretSyncKey) -> String {
+    format!("secretsync.{}", key.name)
+}
+
+/// Reads and writes SecretSync statuses in the management cluster.
+#[derive(Clone)]
+pub struct StatusStore {
+    client: kube::Client,
+}
+
+impl StatusStore {
+    #[must_use]
+    pub fn new(client: kube::Client) -> Self {
+        StatusStore { client }
+    }
+
+    /// Where the status of `key` belongs, and what it says now.
+    pub async fn read(
+        &self,
+        key: &SecretSyncKey,
+    ) -> Result<(StatusTarget, SyncStatus), StatusError> {
+        let read_error = |source| StatusError::Read {
+            key: key.clone(),
+            source,
+        };
+        let objects: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &key.namespace, &secret_sync_resource());
+        // Without the CRD the apiserver answers 404 as for a missing object: both mean "no object".
+        if let Some(object) = objects.get_opt(&key.name).await.map_err(read_error)? {
+            let status = serde_json::from_value(object.data["status"].clone()).unwrap_or_default();
+            return Ok((StatusTarget::Object, status));
+        }
+        let name = configmap_name(key);
+        let configmaps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &key.namespace);
+        let status = match configmaps.get_opt(&name).await.map_err(read_error)? {
+            Some(configmap) => match configmap.data.as_ref().and_then(|d| d.get(CONFIGMAP_KEY)) {
+                Some(text) => {
+                    serde_json::from_str(text).map_err(|source| StatusError::Corrupt {
+                        key: key.clone(),
+                        configmap: name.clone(),
+                        source,
+                    })?
+                }
+                None => SyncStatus::default(),
+            },
+            None => SyncStatus::default(),
+        };
+        Ok((StatusTarget::ConfigMap(name), status))
+    }
+
+    /// Writes `status` (server-side apply, so clusters that left the map leave it).
+    pub async fn write(
+        &self,
+        key: &SecretSyncKey,
+        target: &StatusTarget,
+        status: &SyncStatus,
+    ) -> Result<(), StatusError> {
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let result = match target {
+            StatusTarget::Object => {
+                let objects: Api<DynamicObject> = Api::namespaced_with(
+                    self.client.clone(),
+                    &key.namespace,
+                    &secret_sync_resource(),
+                );
+                let patch = json!({"apiVersion": API_VERSION, "kind": KIND, "status": status});
+                objects
+                    .patch_status(&key.name, &params, &Patch::Apply(patch))
+                    .await
+                    .map(drop)
+            }
+            StatusTarget::ConfigMap(name) => {
+                let configmaps: Api<ConfigMap> =
+                    Api::namespaced(self.client.clone(), &key.namespace);
+                configmaps
+                    .patch(
+                        name,
+                        &params,
+                        &Patch::Apply(status_configmap(key, name, status)),
+                    )
+                    .await
+                    .map(drop)
+            }
+        };
+        result.map_err(|source| StatusError::Write {
+            key: key.clone(),
+            target: describe(target),
+            source,
+        })
+    }
+}
+
+fn status_configmap(key: &SecretSyncKey, name: &str, status: &SyncStatus) -> ConfigMap {
+    // Serializing plain strings and maps cannot fail.
+    let text = serde_json::to_string_pretty(status).unwrap_or_default();
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(key.namespace.clone()),
+            labels: Some(BTreeMap::from([(
+                MANAGED_BY_LABEL.to_owned(),
+                MANAGED_BY.to_owned(),
+            )])),
+            annotations: Some(BTreeMap::from([(
+                "secretsync.dev/source".to_owned(),
+                key.to_string(),
+            )])),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(CONFIGMAP_KEY.to_owned(), text)])),
+        ..ConfigMap::default()
+    }
+}
+
+fn describe(target: &StatusTarget) -> String {
+    match target {
+        StatusTarget::Object => "its status subresource".to_owned(),
+        StatusTarget::ConfigMap(name) => format!("ConfigMap {name}"),
+    }
+}

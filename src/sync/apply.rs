@@ -1,0 +1,170 @@
+//! Applying planned leaf Secrets to one leaf cluster: ownership check, no-op detection,
+//! target namespace creation, server-side apply with field manager `secretsync`.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::core::ObjectMeta;
+use serde::Serialize;
+
+use super::desired::{FIELD_MANAGER, OWNER_LABEL, REVISION_ANNOTATION, is_managed, matches};
+use super::plan::SkipReason;
+use crate::manifest::SecretSyncKey;
+
+/// One leaf Secret to make right.
+#[derive(Debug, Clone)]
+pub struct ApplyRequest {
+    pub sync: SecretSyncKey,
+    pub desired: Secret,
+    /// The SecretSync may take over a leaf Secret that secretsync did not create.
+    pub adopt: bool,
+}
+
+/// What happened to one (SecretSync, cluster) pair. Never holds secret data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "PascalCase")]
+pub enum Outcome {
+    /// Written in this reconcile.
+    Applied {
+        resource_version: String,
+        revision: String,
+    },
+    /// Already right; nothing was written.
+    Unchanged {
+        resource_version: String,
+        revision: String,
+    },
+    Skipped(SkipReason),
+    /// A Secret of that name exists and is not secretsync's; left alone.
+    NotOwned {
+        target: String,
+    },
+    Failed {
+        message: String,
+    },
+}
+
+impl Outcome {
+    /// The leaf Secret's resourceVersion, when the leaf holds the right copy.
+    #[must_use]
+    pub fn resource_version(&self) -> Option<&str> {
+        match self {
+            Outcome::Applied {
+                resource_version, ..
+            }
+            | Outcome::Unchanged {
+                resource_version, ..
+            } => Some(resource_version),
+            _ => None,
+        }
+    }
+}
+
+/// Makes one leaf cluster hold the requested Secrets. Requests are independent: one failing
+/// does not stop the others.
+pub async fn apply_all(client: &kube::Client, requests: &[ApplyRequest]) -> Vec<Outcome> {
+    let mut namespaces_ready = BTreeSet::new();
+    let mut outcomes = Vec::with_capacity(requests.len());
+    for request in requests {
+        let outcome = match apply_one(client, request, &mut namespaces_ready).await {
+            Ok(outcome) => outcome,
+            Err(error) => Outcome::Failed {
+                message: describe(&error),
+            },
+        };
+        outcomes.push(outcome);
+    }
+    outcomes
+}
+
+async fn apply_one(
+    client: &kube::Client,
+    request: &ApplyRequest,
+    namespaces_ready: &mut BTreeSet<String>,
+) -> Result<Outcome, kube::Error> {
+    let desired = &request.desired;
+    let namespace = desired.metadata.namespace.as_deref().unwrap_or("default");
+    let name = desired.metadata.name.as_deref().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    if let Some(existing) = secrets.get_opt(name).await? {
+        let ours =
+            is_managed(&existing) && label(&existing, OWNER_LABEL) == label(desired, OWNER_LABEL);
+        if !ours && !request.adopt {
+            return Ok(Outcome::NotOwned {
+                target: format!("{namespace}/{name}"),
+            });
+        }
+        if ours && matches(&existing, desired) {
+            return Ok(Outcome::Unchanged {
+                revision: annotation(&existing, REVISION_ANNOTATION).unwrap_or_default(),
+                resource_version: existing.metadata.resource_version.unwrap_or_default(),
+            });
+        }
+    } else if namespaces_ready.insert(namespace.to_owned()) {
+        ensure_namespace(client, namespace).await?;
+    }
+    // Forced: fields another manager set on an adopted or drifted copy are taken back.
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let applied = secrets.patch(name, &params, &Patch::Apply(desired)).await?;
+    Ok(Outcome::Applied {
+        resource_version: applied.metadata.resource_version.unwrap_or_default(),
+        revision: annotation(desired, REVISION_ANNOTATION).unwrap_or_default(),
+    })
+}
+
+/// Creates the target namespace when it is missing (a leaf may not have it yet).
+async fn ensure_namespace(client: &kube::Client, name: &str) -> Result<(), kube::Error> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    if namespaces.get_opt(name).await?.is_some() {
+        return Ok(());
+    }
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    match namespaces
+        .create(
+            &PostParams {
+                field_manager: Some(FIELD_MANAGER.to_owned()),
+                ..PostParams::default()
+            },
+            &namespace,
+        )
+        .await
+    {
+        // Created meanwhile by someone else: as good.
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+fn label(secret: &Secret, key: &str) -> Option<String> {
+    secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(key))
+        .cloned()
+}
+
+fn annotation(secret: &Secret, key: &str) -> Option<String> {
+    secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .cloned()
+}
+
+/// An API error as status can show it: the server's message names objects, never data.
+fn describe(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        other => other.to_string(),
+    }
+}

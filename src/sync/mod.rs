@@ -1,0 +1,8 @@
+//! Sync: from a revision's SecretSyncs and the management cluster's view to leaf-cluster
+//! Secrets. `desired` and `plan` are pure; applying and pruning talk to the leaves.
+
+pub mod apply;
+pub mod desired;
+pub mod plan;
+
+pub use self::plan::{Action, ClusterTarget, PlanItem, SkipReason, plan};
