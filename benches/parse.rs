@@ -26,6 +26,7 @@ fn main() {
     let mut cold = Vec::new();
     let mut cold_read = Vec::new();
     let mut incremental = Vec::new();
+    let mut incremental_read = Vec::new();
     for run in 0..RUNS {
         let cache = tempfile::tempdir().expect("cache");
         let source = GitSource::new(
@@ -54,6 +55,7 @@ fn main() {
         let fetched = source.fetch().expect("fetch");
         let started = Instant::now();
         let snapshot = source.snapshot(&fetched, &selection).expect("snapshot");
+        incremental_read.push(started.elapsed());
         let set = parser.parse(&snapshot);
         incremental.push(started.elapsed());
         assert_eq!(set.files_parsed, 1);
@@ -65,6 +67,10 @@ fn main() {
     );
     println!("cold: read commit tree      {}", summary(&mut cold_read));
     println!("cold: read + parse          {}", summary(&mut cold));
+    println!(
+        "incremental: read tree      {}",
+        summary(&mut incremental_read)
+    );
     println!("incremental: read + parse   {}", summary(&mut incremental));
     println!("peak RSS                    {} MiB", peak_rss_kib() / 1024);
 }
@@ -100,9 +106,10 @@ fn generate(work: &Path) {
 
 fn change_one_file(work: &Path, run: usize) {
     let path = work.join("teams/team-0/syncs-0.yaml");
-    let text = std::fs::read_to_string(&path)
-        .expect("read")
-        .replace("kube-system", &format!("run-{run}"));
+    let mut text = std::fs::read_to_string(&path).expect("read");
+    text += "# changed in run ";
+    text += &run.to_string();
+    text += "\n";
     std::fs::write(path, text).expect("write");
     git(
         work,

@@ -120,7 +120,7 @@ fn cluster_status(
             revision: Some(revision.clone()),
             source_version: result.source_version.clone(),
             resource_version: Some(resource_version.clone()),
-            outcome: "Applied".to_owned(),
+            outcome: SYNCED.to_owned(),
             message: String::new(),
             last_sync_time: Some(now.to_owned()),
         },
@@ -133,7 +133,7 @@ fn cluster_status(
                 .or(kept.revision),
             source_version: result.source_version.clone(),
             resource_version: Some(resource_version.clone()),
-            outcome: "Unchanged".to_owned(),
+            outcome: SYNCED.to_owned(),
             message: String::new(),
             last_sync_time: kept.last_sync_time,
         },
@@ -145,10 +145,13 @@ fn cluster_status(
     }
 }
 
+/// The per-cluster outcome when the leaf holds the current copy, whether this reconcile
+/// wrote it or found it right: a state, so that a no-op reconcile leaves status unchanged.
+pub const SYNCED: &str = "Synced";
+
 fn outcome_name(outcome: &Outcome) -> String {
     match outcome {
-        Outcome::Applied { .. } => "Applied".to_owned(),
-        Outcome::Unchanged { .. } => "Unchanged".to_owned(),
+        Outcome::Applied { .. } | Outcome::Unchanged { .. } => SYNCED.to_owned(),
         Outcome::Skipped(reason) => skip_name(reason).to_owned(),
         Outcome::NotOwned { .. } => "NotOwned".to_owned(),
         Outcome::Failed { .. } => "Failed".to_owned(),
@@ -336,9 +339,8 @@ mod tests {
             revision: "main@sha1:aa".to_owned(),
         };
         let second = SyncStatus::next(&first, "main@sha1:aa", &[result("leaf-1", unchanged)], "T2");
-        let mut expected = first.clone();
-        expected.clusters.get_mut("leaf-1").unwrap().outcome = "Unchanged".to_owned();
-        assert_eq!(second, expected);
+        assert_eq!(second, first);
+        assert_eq!(second.clusters["leaf-1"].outcome, SYNCED);
         let third = SyncStatus::next(
             &second,
             "main@sha1:aa",

@@ -4,5 +4,7 @@
 pub mod apply;
 pub mod desired;
 pub mod plan;
+pub mod reconcile;
 
 pub use self::plan::{Action, ClusterTarget, PlanItem, SkipReason, plan};
+pub use self::reconcile::{ReconcileReport, Reconciler};

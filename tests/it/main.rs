@@ -9,4 +9,5 @@ mod smoke_kube;
 mod source_artifact;
 mod source_git;
 mod source_local;
+mod sync;
 mod testenv;

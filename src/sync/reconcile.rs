@@ -1,0 +1,235 @@
+//! One reconcile: (revision's SecretSyncs, management-cluster view) → plan → apply on each
+//! leaf → status. Level-triggered and idempotent: run again with nothing changed, it writes
+//! nothing. A cluster that cannot be reached delays only its own pairs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+
+use super::apply::{ApplyRequest, Outcome, apply_all};
+use super::desired::SOURCE_VERSION_ANNOTATION;
+use super::plan::{Action, ClusterTarget, PlanItem, plan};
+use crate::cluster::{
+    ClientCache, ClusterKey, ClusterName, LeafClient, list_clusters_in, read_kubeconfig, readiness,
+};
+use crate::manifest::{ManifestSet, SecretSync, SecretSyncKey};
+use crate::status::{ClusterResult, StatusStore, SyncStatus};
+
+/// What one reconcile did, per SecretSync.
+#[derive(Debug, Default)]
+pub struct ReconcileReport {
+    pub results: BTreeMap<SecretSyncKey, Vec<ClusterResult>>,
+    /// Leaf Secrets written.
+    pub applied: usize,
+    /// Statuses written (unchanged statuses are not).
+    pub status_writes: usize,
+    /// Problems that are not one pair's: clusters that could not be listed, status writes
+    /// that failed. Never secret data.
+    pub problems: Vec<String>,
+}
+
+pub struct Reconciler {
+    mgmt: kube::Client,
+    clients: ClientCache,
+    status: StatusStore,
+}
+
+impl Reconciler {
+    #[must_use]
+    pub fn new(mgmt: kube::Client, clients: ClientCache) -> Self {
+        Reconciler {
+            status: StatusStore::new(mgmt.clone()),
+            mgmt,
+            clients,
+        }
+    }
+
+    pub async fn reconcile(&self, set: &ManifestSet) -> ReconcileReport {
+        let mut report = ReconcileReport::default();
+        let namespaces: BTreeSet<String> =
+            set.syncs.iter().map(|s| s.key.namespace.clone()).collect();
+        let listed =
+            list_clusters_in(&self.mgmt, &namespaces.into_iter().collect::<Vec<_>>()).await;
+        report
+            .problems
+            .extend(listed.problems.iter().map(ToString::to_string));
+        let (targets, leaves) = self.connect(&listed.clusters).await;
+        let sources = self.source_secrets(&set.syncs).await;
+        let items = plan(&set.syncs, &targets, &sources, &set.revision);
+        let outcomes = apply_planned(&items, &leaves, &set.syncs).await;
+        report.applied = outcomes
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Applied { .. }))
+            .count();
+
+        for sync in &set.syncs {
+            let results: Vec<ClusterResult> = items
+                .iter()
+                .zip(&outcomes)
+                .filter(|(item, _)| item.sync == sync.key)
+                .map(|(item, (_, outcome))| ClusterResult {
+                    cluster: item.cluster.clone(),
+                    outcome: outcome.clone(),
+                    source_version: source_version(item),
+                })
+                .collect();
+            match self
+                .write_status(&sync.key, &set.revision.to_string(), &results)
+                .await
+            {
+                Ok(true) => report.status_writes += 1,
+                Ok(false) => {}
+                Err(problem) => report.problems.push(problem.to_string()),
+            }
+            report.results.insert(sync.key.clone(), results);
+        }
+        self.clients.sweep();
+        report
+    }
+
+    /// Plan targets for every listed cluster, and a client for each ready one. A cluster
+    /// whose kubeconfig cannot be used is planned as not ready, with the reason.
+    async fn connect(
+        &self,
+        clusters: &[crate::cluster::GitopsCluster],
+    ) -> (Vec<ClusterTarget>, BTreeMap<ClusterKey, Arc<LeafClient>>) {
+        let mut targets = Vec::with_capacity(clusters.len());
+        let mut leaves = BTreeMap::new();
+        for cluster in clusters {
+            let key = cluster.key();
+            let ready = readiness(cluster).into_result(&key);
+            let client = match ready {
+                Ok(()) => match read_kubeconfig(&self.mgmt, cluster).await {
+                    Ok(kubeconfig) => self.clients.client(&kubeconfig).await,
+                    Err(error) => Err(error),
+                },
+                Err(error) => Err(error),
+            };
+            let readiness = match client {
+                Ok(client) => {
+                    leaves.insert(key.clone(), client);
+                    Ok(())
+                }
+                Err(error) => Err(error.to_string()),
+            };
+            targets.push(ClusterTarget {
+                namespace: key.namespace.clone(),
+                name: key.name.as_str().to_owned(),
+                labels: cluster.labels.clone(),
+                readiness,
+            });
+        }
+        (targets, leaves)
+    }
+
+    /// The Secrets the SecretSyncs name, each read once. A Secret that cannot be read is
+    /// planned as missing; the error is logged.
+    async fn source_secrets(&self, syncs: &[SecretSync]) -> BTreeMap<(String, String), Secret> {
+        let wanted: BTreeSet<(String, String)> = syncs
+            .iter()
+            .map(|s| (s.key.namespace.clone(), s.spec.secret_ref.name.clone()))
+            .collect();
+        let mut sources = BTreeMap::new();
+        for (namespace, name) in wanted {
+            let secrets: Api<Secret> = Api::namespaced(self.mgmt.clone(), &namespace);
+            match secrets.get_opt(&name).await {
+                Ok(Some(secret)) => {
+                    sources.insert((namespace, name), secret);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(%namespace, secret = %name, %error, "cannot read source Secret");
+                }
+            }
+        }
+        sources
+    }
+
+    /// Writes the next status of `key` when it differs from what is there; says whether it wrote.
+    async fn write_status(
+        &self,
+        key: &SecretSyncKey,
+        revision: &str,
+        results: &[ClusterResult],
+    ) -> Result<bool, crate::status::StatusError> {
+        let (target, previous) = self.status.read(key).await?;
+        let now = k8s_openapi::jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let next = SyncStatus::next(&previous, revision, results, &now);
+        if next == previous {
+            return Ok(false);
+        }
+        self.status.write(key, &target, &next).await?;
+        Ok(true)
+    }
+}
+
+/// Applies every planned item, each leaf cluster concurrently with the others; returns one
+/// outcome per item, in the items' order.
+async fn apply_planned(
+    items: &[PlanItem],
+    leaves: &BTreeMap<ClusterKey, Arc<LeafClient>>,
+    syncs: &[SecretSync],
+) -> Vec<(usize, Outcome)> {
+    let adopt: BTreeMap<&SecretSyncKey, bool> =
+        syncs.iter().map(|s| (&s.key, s.options.adopt)).collect();
+    let mut per_cluster: BTreeMap<ClusterKey, Vec<(usize, ApplyRequest)>> = BTreeMap::new();
+    let mut outcomes: Vec<(usize, Outcome)> = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        match &item.action {
+            Action::Skip(reason) => outcomes.push((index, Outcome::Skipped(reason.clone()))),
+            Action::Apply(secret) => {
+                let key = ClusterKey {
+                    namespace: item.sync.namespace.clone(),
+                    name: ClusterName::new(item.cluster.clone()),
+                };
+                let request = ApplyRequest {
+                    sync: item.sync.clone(),
+                    desired: (**secret).clone(),
+                    adopt: adopt.get(&item.sync).copied().unwrap_or(false),
+                };
+                per_cluster.entry(key).or_default().push((index, request));
+            }
+        }
+    }
+    let applies = per_cluster.into_iter().map(|(cluster, batch)| async move {
+        let requests: Vec<ApplyRequest> = batch.iter().map(|(_, r)| r.clone()).collect();
+        let results = match leaves.get(&cluster) {
+            Some(leaf) => apply_all(leaf.client(), &requests).await,
+            None => vec![
+                Outcome::Failed {
+                    message: format!("no client for {cluster}")
+                };
+                requests.len()
+            ],
+        };
+        batch
+            .into_iter()
+            .map(|(index, _)| index)
+            .zip(results)
+            .collect::<Vec<_>>()
+    });
+    outcomes.extend(
+        futures::future::join_all(applies)
+            .await
+            .into_iter()
+            .flatten(),
+    );
+    outcomes.sort_by_key(|(index, _)| *index);
+    outcomes
+}
+
+fn source_version(item: &PlanItem) -> Option<String> {
+    match &item.action {
+        Action::Apply(secret) => secret
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(SOURCE_VERSION_ANNOTATION))
+            .cloned(),
+        Action::Skip(_) => None,
+    }
+}

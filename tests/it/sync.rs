@@ -1,0 +1,491 @@
+//! The product end to end: a SecretSync committed to a real git server, the management
+//! cluster's GitopsClusters and source Secret, one reconcile, and the leaf clusters' Secrets,
+//! provenance and status that come out of it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, DynamicObject, ObjectMeta, Patch, PatchParams};
+use secretsync::cluster::ClientCache;
+use secretsync::manifest::{ManifestSet, Parser};
+use secretsync::source::Selection;
+use secretsync::source::git::{GitAuth, GitReference, GitSource, RemoteUrl};
+use secretsync::status::SyncStatus;
+use secretsync::sync::{ReconcileReport, Reconciler};
+use serde_json::json;
+
+use crate::testenv::fleet::set_cluster_conditions;
+use crate::testenv::git::{GitServers, Repo, Transport};
+use crate::testenv::{TestEnv, unique_namespace};
+
+/// A test's world: a namespace of the management cluster with both leaves registered, a
+/// config repository, and the agent's parts.
+struct World {
+    env: &'static TestEnv,
+    namespace: String,
+    repo: Repo,
+    source: GitSource,
+    parser: Parser,
+    reconciler: Reconciler,
+    _cache: tempfile::TempDir,
+}
+
+impl World {
+    async fn new() -> World {
+        let env = TestEnv::shared();
+        let namespace = unique_namespace("sync");
+        env.register_leaves(&namespace).await;
+        let servers = GitServers::shared();
+        let repo = servers.create_repo("sync");
+        let cache = tempfile::tempdir().expect("tempdir");
+        let url = RemoteUrl::parse(&servers.url(&repo, Transport::File)).expect("url");
+        let source = GitSource::new(
+            url,
+            GitReference::default(),
+            GitAuth::default(),
+            cache.path(),
+        );
+        let reconciler = Reconciler::new(env.mgmt.client().await, ClientCache::default());
+        World {
+            env,
+            parser: Parser::new(&namespace),
+            namespace,
+            repo,
+            source,
+            reconciler,
+            _cache: cache,
+        }
+    }
+
+    /// Commits a SecretSync manifest (`{ns}` is replaced by the test's namespace).
+    fn commit_sync(&self, path: &str, yaml: &str) -> String {
+        self.repo
+            .write(path, yaml.replace("{ns}", &self.namespace))
+            .commit(&format!("update {path}"))
+    }
+
+    async fn reconcile(&mut self) -> (ManifestSet, ReconcileReport) {
+        let fetched = tokio::task::block_in_place(|| self.source.fetch()).expect("fetch");
+        let snapshot =
+            tokio::task::block_in_place(|| self.source.snapshot(&fetched, &Selection::default()))
+                .expect("snapshot");
+        let set = self.parser.parse(&snapshot);
+        assert!(!set.has_errors(), "{:?}", set.diagnostics);
+        let report = self.reconciler.reconcile(&set).await;
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        (set, report)
+    }
+
+    async fn put_source_secret(&self, name: &str, value: &str) -> Secret {
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                labels: Some(BTreeMap::from([
+                    ("team".to_owned(), "platform".to_owned()),
+                    (
+                        "kustomize.toolkit.fluxcd.io/name".to_owned(),
+                        "infra".to_owned(),
+                    ),
+                ])),
+                ..ObjectMeta::default()
+            },
+            type_: Some("Opaque".to_owned()),
+            data: Some(BTreeMap::from([(
+                "token".to_owned(),
+                ByteString(value.as_bytes().to_vec()),
+            )])),
+            ..Secret::default()
+        };
+        let secrets: Api<Secret> = Api::namespaced(self.env.mgmt.client().await, &self.namespace);
+        secrets
+            .patch(
+                name,
+                &PatchParams::apply("test").force(),
+                &Patch::Apply(&secret),
+            )
+            .await
+            .expect("source Secret")
+    }
+
+    async fn leaf_secret(&self, leaf: &str, namespace: &str, name: &str) -> Option<Secret> {
+        let client = self
+            .env
+            .leaves
+            .iter()
+            .find(|l| l.name == leaf)
+            .expect("leaf")
+            .client()
+            .await;
+        Api::<Secret>::namespaced(client, namespace)
+            .get_opt(name)
+            .await
+            .expect("read leaf Secret")
+    }
+
+    async fn status_configmap(&self, sync: &str) -> (ConfigMap, SyncStatus) {
+        let configmaps: Api<ConfigMap> =
+            Api::namespaced(self.env.mgmt.client().await, &self.namespace);
+        let configmap = configmaps
+            .get(&format!("secretsync.{sync}"))
+            .await
+            .expect("status ConfigMap");
+        let status = serde_json::from_str(&configmap.data.as_ref().expect("data")["status"])
+            .expect("status JSON");
+        (configmap, status)
+    }
+}
+
+const PRODUCTION_SYNC: &str = "\
+apiVersion: capi.weave.works/v1alpha1
+kind: SecretSync
+metadata:
+  name: registry
+  namespace: {ns}
+spec:
+  clusterSelector:
+    matchLabels:
+      environment: production
+  secretRef:
+    name: registry-credentials
+  targetNamespace: {ns}-apps
+";
+
+fn annotation<'a>(secret: &'a Secret, key: &str) -> &'a str {
+    secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map_or("", String::as_str)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_secretsync_puts_the_secret_on_the_selected_leaf_and_records_the_commit() {
+    let mut world = World::new().await;
+    let source = world
+        .put_source_secret("registry-credentials", "s3cr3t-token-1")
+        .await;
+    let commit = world.commit_sync("clusters/registry.yaml", PRODUCTION_SYNC);
+    let target_ns = format!("{}-apps", world.namespace);
+
+    let (_, report) = world.reconcile().await;
+    assert_eq!(report.applied, 1);
+
+    // leaf-cluster-2 is the production cluster: it gets the copy, in a namespace created for it.
+    let copy = world
+        .leaf_secret("leaf-cluster-2", &target_ns, "registry-credentials")
+        .await
+        .expect("copy on leaf-cluster-2");
+    assert_eq!(
+        copy.data.as_ref().expect("data")["token"].0,
+        b"s3cr3t-token-1"
+    );
+    assert_eq!(
+        annotation(&copy, "secretsync.dev/revision"),
+        format!("main@sha1:{commit}")
+    );
+    assert_eq!(
+        annotation(&copy, "secretsync.dev/source"),
+        format!("{}/registry", world.namespace)
+    );
+    assert_eq!(
+        annotation(&copy, "secretsync.dev/manifest"),
+        "clusters/registry.yaml"
+    );
+    assert_eq!(
+        annotation(&copy, "secretsync.dev/source-version"),
+        source.metadata.resource_version.as_deref().unwrap()
+    );
+    let labels = copy.metadata.labels.as_ref().expect("labels");
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "secretsync");
+    assert_eq!(labels["team"], "platform");
+    assert!(
+        !labels.contains_key("kustomize.toolkit.fluxcd.io/name"),
+        "tooling labels are not copied"
+    );
+    // leaf-cluster-1 (staging) is not selected.
+    assert!(
+        world
+            .leaf_secret("leaf-cluster-1", &target_ns, "registry-credentials")
+            .await
+            .is_none()
+    );
+
+    // No SecretSync object exists: status goes to the fallback ConfigMap.
+    let (configmap, status) = world.status_configmap("registry").await;
+    assert_eq!(
+        status.versions,
+        BTreeMap::from([(
+            "leaf-cluster-2".to_owned(),
+            copy.metadata.resource_version.clone().unwrap()
+        )])
+    );
+    assert_eq!(
+        status.clusters["leaf-cluster-2"].revision.as_deref(),
+        Some(format!("main@sha1:{commit}").as_str())
+    );
+    assert_eq!(
+        status.last_applied_revision.as_deref(),
+        Some(format!("main@sha1:{commit}").as_str())
+    );
+    assert_eq!(status.conditions[0].status, "True");
+    let rendered = serde_json::to_string(&configmap).expect("json");
+    assert!(
+        !rendered.contains("s3cr3t") && !rendered.contains("czNjcjN0"),
+        "status holds secret data: {rendered}"
+    );
+
+    // Nothing changed: nothing is written, neither to the leaf nor to the status.
+    let (_, report) = world.reconcile().await;
+    assert_eq!((report.applied, report.status_writes), (0, 0));
+    let again = world
+        .leaf_secret("leaf-cluster-2", &target_ns, "registry-credentials")
+        .await
+        .expect("copy");
+    assert_eq!(
+        again.metadata.resource_version,
+        copy.metadata.resource_version
+    );
+    let (configmap_again, _) = world.status_configmap("registry").await;
+    assert_eq!(
+        configmap_again.metadata.resource_version,
+        configmap.metadata.resource_version
+    );
+
+    // A commit that does not touch this SecretSync does not produce its copy again.
+    world.repo.write("README.md", "docs").commit("docs only");
+    let (_, report) = world.reconcile().await;
+    assert_eq!(report.applied, 0);
+    let unchanged = world
+        .leaf_secret("leaf-cluster-2", &target_ns, "registry-credentials")
+        .await
+        .expect("copy");
+    assert_eq!(
+        annotation(&unchanged, "secretsync.dev/revision"),
+        format!("main@sha1:{commit}")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_source_secret_reaches_the_leaf_and_the_status() {
+    let mut world = World::new().await;
+    world
+        .put_source_secret("registry-credentials", "token-before")
+        .await;
+    world.commit_sync("clusters/registry.yaml", PRODUCTION_SYNC);
+    world.reconcile().await;
+    let target_ns = format!("{}-apps", world.namespace);
+    let before = world
+        .leaf_secret("leaf-cluster-2", &target_ns, "registry-credentials")
+        .await
+        .expect("copy");
+
+    let rotated = world
+        .put_source_secret("registry-credentials", "token-after")
+        .await;
+    let (_, report) = world.reconcile().await;
+    assert_eq!(report.applied, 1);
+    let after = world
+        .leaf_secret("leaf-cluster-2", &target_ns, "registry-credentials")
+        .await
+        .expect("copy");
+    assert_eq!(
+        after.data.as_ref().expect("data")["token"].0,
+        b"token-after"
+    );
+    assert_eq!(
+        annotation(&after, "secretsync.dev/source-version"),
+        rotated.metadata.resource_version.as_deref().unwrap()
+    );
+    assert_ne!(
+        after.metadata.resource_version,
+        before.metadata.resource_version
+    );
+    let (_, status) = world.status_configmap("registry").await;
+    assert_eq!(
+        status.versions["leaf-cluster-2"],
+        after.metadata.resource_version.clone().unwrap()
+    );
+    assert_eq!(
+        status.clusters["leaf-cluster-2"].source_version,
+        rotated.metadata.resource_version
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_goes_to_the_secretsync_object_when_it_exists() {
+    let mut world = World::new().await;
+    world
+        .put_source_secret("registry-credentials", "token")
+        .await;
+    world.commit_sync("clusters/registry.yaml", PRODUCTION_SYNC);
+    // The same manifest applied to the management cluster (as Flux would).
+    let gvk = kube::core::GroupVersionKind::gvk("capi.weave.works", "v1alpha1", "SecretSync");
+    let syncs: Api<DynamicObject> = Api::namespaced_with(
+        world.env.mgmt.client().await,
+        &world.namespace,
+        &kube::core::ApiResource::from_gvk_with_plural(&gvk, "secretsyncs"),
+    );
+    let object: serde_json::Value =
+        serde_yaml::from_str(&PRODUCTION_SYNC.replace("{ns}", &world.namespace)).expect("yaml");
+    syncs
+        .patch(
+            "registry",
+            &PatchParams::apply("flux"),
+            &Patch::Apply(&object),
+        )
+        .await
+        .expect("create SecretSync");
+
+    world.reconcile().await;
+    let target_ns = format!("{}-apps", world.namespace);
+    let copy = world
+        .leaf_secret("leaf-cluster-2", &target_ns, "registry-credentials")
+        .await
+        .expect("copy");
+    let stored = syncs.get_status("registry").await.expect("status");
+    assert_eq!(
+        stored.data["status"]["versions"],
+        json!({"leaf-cluster-2": copy.metadata.resource_version.clone().unwrap()})
+    );
+    assert_eq!(stored.data["status"]["conditions"][0]["type"], "Ready");
+    assert_eq!(stored.data["status"]["conditions"][0]["status"], "True");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_that_is_not_ready_is_skipped_and_keeps_its_last_version() {
+    let mut world = World::new().await;
+    world
+        .put_source_secret("registry-credentials", "token")
+        .await;
+    world.commit_sync(
+        "clusters/registry.yaml",
+        &PRODUCTION_SYNC.replace("environment: production", "region: us-east"),
+    );
+    world.reconcile().await;
+    let (_, first) = world.status_configmap("registry").await;
+
+    let clusters: Api<DynamicObject> = Api::namespaced_with(
+        world.env.mgmt.client().await,
+        &world.namespace,
+        &crate::testenv::fleet::gitops_cluster_resource(),
+    );
+    set_cluster_conditions(&clusters, "leaf-cluster-2", &[("Ready", false)]).await;
+    let commit = world.commit_sync(
+        "clusters/registry.yaml",
+        &format!("{PRODUCTION_SYNC}# touched\n")
+            .replace("environment: production", "region: us-east"),
+    );
+    let (_, report) = world.reconcile().await;
+    assert_eq!(report.applied, 0);
+    let (_, status) = world.status_configmap("registry").await;
+    assert_eq!(
+        status.versions, first.versions,
+        "the leaf still holds its last copy"
+    );
+    assert_eq!(status.clusters["leaf-cluster-2"].outcome, "ClusterNotReady");
+    assert_eq!(
+        status.last_attempted_revision.as_deref(),
+        Some(format!("main@sha1:{commit}").as_str())
+    );
+    assert_eq!(status.last_applied_revision, first.last_applied_revision);
+    assert_eq!(status.conditions[0].status, "False");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaf_secret_secretsync_did_not_create_is_left_alone_unless_adopted() {
+    let mut world = World::new().await;
+    world
+        .put_source_secret("registry-credentials", "ours")
+        .await;
+    let target_ns = format!("{}-apps", world.namespace);
+    // Someone else's Secret of the same name on the production leaf.
+    let leaf = world
+        .env
+        .leaves
+        .iter()
+        .find(|l| l.name == "leaf-cluster-2")
+        .expect("leaf")
+        .client()
+        .await;
+    crate::testenv::fleet::ensure_namespace(&leaf, &target_ns).await;
+    let theirs = Secret {
+        metadata: ObjectMeta {
+            name: Some("registry-credentials".to_owned()),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(
+            "token".to_owned(),
+            ByteString(b"theirs".to_vec()),
+        )])),
+        ..Secret::default()
+    };
+    Api::<Secret>::namespaced(leaf, &target_ns)
+        .patch(
+            "registry-credentials",
+            &PatchParams::apply("someone"),
+            &Patch::Apply(&theirs),
+        )
+        .await
+        .expect("foreign Secret");
+
+    world.commit_sync("clusters/registry.yaml", PRODUCTION_SYNC);
+    world.reconcile().await;
+    let copy = world
+        .leaf_secret("leaf-cluster-2", &target_ns, "registry-credentials")
+        .await
+        .expect("secret");
+    assert_eq!(
+        copy.data.as_ref().expect("data")["token"].0,
+        b"theirs",
+        "a foreign Secret was overwritten"
+    );
+    let (_, status) = world.status_configmap("registry").await;
+    assert_eq!(status.clusters["leaf-cluster-2"].outcome, "NotOwned");
+    assert_eq!(
+        status.conditions[2].status, "True",
+        "needs a person: Stalled"
+    );
+
+    let adopting = PRODUCTION_SYNC.replace(
+        "  namespace: {ns}\n",
+        "  namespace: {ns}\n  annotations:\n    secretsync.dev/adopt: \"true\"\n",
+    );
+    world.commit_sync("clusters/registry.yaml", &adopting);
+    world.reconcile().await;
+    let copy = world
+        .leaf_secret("leaf-cluster-2", &target_ns, "registry-credentials")
+        .await
+        .expect("secret");
+    assert_eq!(copy.data.as_ref().expect("data")["token"].0, b"ours");
+    assert_eq!(
+        copy.metadata.labels.as_ref().expect("labels")["app.kubernetes.io/managed-by"],
+        "secretsync"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_source_secret_is_reported_and_the_others_go_on() {
+    let mut world = World::new().await;
+    world
+        .put_source_secret("registry-credentials", "token")
+        .await;
+    world.commit_sync("clusters/registry.yaml", PRODUCTION_SYNC);
+    world.commit_sync(
+        "clusters/missing.yaml",
+        &PRODUCTION_SYNC
+            .replace("name: registry\n", "name: missing\n")
+            .replace("registry-credentials", "does-not-exist"),
+    );
+    let (_, report) = world.reconcile().await;
+    assert_eq!(report.applied, 1);
+    let (_, missing) = world.status_configmap("missing").await;
+    assert_eq!(
+        missing.clusters["leaf-cluster-2"].outcome,
+        "SourceSecretMissing"
+    );
+    assert_eq!(missing.conditions[2].reason, "SourceSecretMissing");
+    let (_, registry) = world.status_configmap("registry").await;
+    assert_eq!(registry.conditions[0].status, "True");
+}
