@@ -8,7 +8,7 @@ mod names;
 mod parse;
 mod selector;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
@@ -134,6 +134,15 @@ impl Parser {
         }
     }
 
+    /// Whether the parse of this exact file (path and content id) is cached: a source need
+    /// not read its content again (`FileContent::Known`).
+    #[must_use]
+    pub fn knows(&self, path: &str, id: &str) -> bool {
+        // Keys are owned pairs; a lookup by borrowed parts would need a custom key type for
+        // a few thousand short strings, which is not worth it.
+        self.cache.contains_key(&(path.to_owned(), id.to_owned()))
+    }
+
     pub fn parse(&mut self, snapshot: &Snapshot) -> ManifestSet {
         let mut files_parsed = 0;
         let mut cache = HashMap::with_capacity(snapshot.files.len());
@@ -164,6 +173,28 @@ impl Parser {
     }
 }
 
+/// Every definition of a SecretSync defined more than once gets an error; none is applied.
+fn report_duplicates(set: &mut ManifestSet, definitions: &[SecretSync]) {
+    let places: Vec<String> = definitions
+        .iter()
+        .map(|d| format!("{}:{}", d.provenance.path, d.provenance.line))
+        .collect();
+    let message = format!(
+        "defined more than once in this revision ({}); none of them is applied",
+        places.join(", ")
+    );
+    for definition in definitions {
+        set.diagnostics.push(Diagnostic::error(
+            &definition.provenance.path,
+            Some(definition.provenance.line),
+            None,
+            Some(definition.key.clone()),
+            message.clone(),
+        ));
+    }
+    set.invalid.insert(definitions[0].key.clone());
+}
+
 /// Joins the files' results, refusing SecretSyncs defined more than once.
 fn assemble<'a>(
     revision: &Revision,
@@ -178,56 +209,41 @@ fn assemble<'a>(
         broken_files: BTreeSet::new(),
         files_parsed: 0,
     };
-    let mut by_key: BTreeMap<SecretSyncKey, Vec<SecretSync>> = BTreeMap::new();
+    let mut all: Vec<SecretSync> = Vec::new();
     for (parsed, path) in files.zip(paths) {
         set.diagnostics.extend(parsed.diagnostics.iter().cloned());
         set.invalid.extend(parsed.invalid.iter().cloned());
         if parsed.broken {
             set.broken_files.insert(path.to_owned());
         }
-        for sync in &parsed.syncs {
-            let provenance = Provenance {
+        all.extend(parsed.syncs.iter().map(|sync| SecretSync {
+            key: sync.key.clone(),
+            labels: sync.labels.clone(),
+            annotations: sync.annotations.clone(),
+            spec: sync.spec.clone(),
+            options: sync.options,
+            provenance: Provenance {
                 revision: revision.clone(),
                 path: path.to_owned(),
                 document: sync.document,
                 line: sync.line,
-            };
-            by_key
-                .entry(sync.key.clone())
-                .or_default()
-                .push(SecretSync {
-                    key: sync.key.clone(),
-                    labels: sync.labels.clone(),
-                    annotations: sync.annotations.clone(),
-                    spec: sync.spec.clone(),
-                    options: sync.options,
-                    provenance,
-                });
-        }
+            },
+        }));
     }
-    for (key, mut definitions) in by_key {
-        if definitions.len() == 1 && !set.invalid.contains(&key) {
-            set.syncs.extend(definitions.pop());
-            continue;
+    // Sorted by key (stable: file order within a key), duplicates sit side by side.
+    all.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut syncs = all.into_iter().peekable();
+    while let Some(first) = syncs.next() {
+        let mut duplicates = Vec::new();
+        while let Some(next) = syncs.next_if(|next| next.key == first.key) {
+            duplicates.push(next);
         }
-        let places: Vec<String> = definitions
-            .iter()
-            .map(|d| format!("{}:{}", d.provenance.path, d.provenance.line))
-            .collect();
-        for definition in &definitions {
-            let message = format!(
-                "defined more than once in this revision ({}); none of them is applied",
-                places.join(", ")
-            );
-            set.diagnostics.push(Diagnostic::error(
-                &definition.provenance.path,
-                Some(definition.provenance.line),
-                None,
-                Some(key.clone()),
-                message,
-            ));
+        if !duplicates.is_empty() {
+            duplicates.insert(0, first);
+            report_duplicates(&mut set, &duplicates);
+        } else if !set.invalid.contains(&first.key) {
+            set.syncs.push(first);
         }
-        set.invalid.insert(key);
     }
     set.diagnostics
         .sort_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));

@@ -77,6 +77,11 @@ pub fn parse_file(path: &str, content: &FileContent, default_namespace: &str) ->
         out: ParsedFile::default(),
     };
     match content {
+        FileContent::Known => {
+            // Only handed out for content the parser has cached; reaching here is a bug in
+            // the caller, reported rather than trusted.
+            file.file_error("content was not read from the source; not parsed".to_owned());
+        }
         FileContent::TooLarge { size, limit } => {
             file.file_error(format!(
                 "file is {size} bytes, over the limit of {limit} bytes; not read"

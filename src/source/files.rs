@@ -71,7 +71,7 @@ pub fn content_revision(files: &[SourceFile]) -> Revision {
         .iter()
         .map(|file| {
             let id = match &file.content {
-                FileContent::Bytes(_) => file.id.clone(),
+                FileContent::Bytes(_) | FileContent::Known => file.id.clone(),
                 FileContent::TooLarge { size, .. } => format!("too-large:{size}"),
             };
             (file.path.as_str(), id)

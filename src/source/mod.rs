@@ -56,4 +56,7 @@ pub enum FileContent {
         size: u64,
         limit: u64,
     },
+    /// Not read because the caller already knows this exact content (same path and id),
+    /// e.g. from the parser's cache: a commit that changes one file reads one blob.
+    Known,
 }

@@ -4,13 +4,18 @@
 //! status and the leaf Secrets' annotations.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 /// A fetched revision of the config repository.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Revision {
+pub struct Revision(Arc<Parts>);
+
+/// Shared: a revision is cloned into every SecretSync and result of a reconcile.
+#[derive(Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Parts {
     reference: Option<String>,
     algorithm: Algorithm,
     /// Lowercase hex digest: a commit id for sha1, a content digest for sha256.
@@ -70,11 +75,11 @@ impl Revision {
         let valid_digest =
             digest.len() == algorithm.hex_len() && digest.bytes().all(|b| b.is_ascii_hexdigit());
         let valid_reference = reference.is_none_or(|r| !r.is_empty() && !r.contains('@'));
-        let revision = Revision {
+        let revision = Revision(Arc::new(Parts {
             reference: reference.map(str::to_owned),
             algorithm,
             digest: digest.to_ascii_lowercase(),
-        };
+        }));
         if valid_digest && valid_reference {
             Ok(revision)
         } else {
@@ -87,39 +92,39 @@ impl Revision {
     /// The commit id (40 hex digits), when the revision is a commit.
     #[must_use]
     pub fn commit(&self) -> Option<&str> {
-        (self.algorithm == Algorithm::Sha1).then_some(self.digest.as_str())
+        (self.0.algorithm == Algorithm::Sha1).then_some(self.0.digest.as_str())
     }
 
     /// The digest: a commit id or a content digest.
     #[must_use]
     pub fn digest(&self) -> &str {
-        &self.digest
+        &self.0.digest
     }
 
     #[must_use]
     pub fn algorithm(&self) -> Algorithm {
-        self.algorithm
+        self.0.algorithm
     }
 
     /// The branch or tag the commit was reached through.
     #[must_use]
     pub fn reference(&self) -> Option<&str> {
-        self.reference.as_deref()
+        self.0.reference.as_deref()
     }
 
     /// The first 12 hex digits, for humans.
     #[must_use]
     pub fn short(&self) -> &str {
-        &self.digest[..12]
+        &self.0.digest[..12]
     }
 }
 
 impl fmt::Display for Revision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(reference) = &self.reference {
+        if let Some(reference) = &self.0.reference {
             write!(f, "{reference}@")?;
         }
-        write!(f, "{}:{}", self.algorithm.prefix(), self.digest)
+        write!(f, "{}:{}", self.0.algorithm.prefix(), self.0.digest)
     }
 }
 

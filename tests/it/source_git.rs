@@ -385,3 +385,62 @@ fn untrusted_servers_are_refused() {
         .expect_err("unknown host");
     assert!(error.to_string().contains("not in known_hosts"), "{error}");
 }
+
+#[test]
+fn a_commit_that_changes_one_file_reads_and_parses_one_file() {
+    let fixture = Fixture::new();
+    let manifest = manifest();
+    fixture
+        .repo
+        .write("a.yaml", &manifest)
+        .write(
+            "b.yaml",
+            manifest.replace("registry-credentials\n  namespace", "other\n  namespace"),
+        )
+        .commit("two files");
+    let source = fixture.main_over(Transport::File);
+    let mut parser = secretsync::manifest::Parser::new("default");
+    let fetched = source.fetch().expect("fetch");
+    let first = parser.parse(
+        &source
+            .snapshot_skipping(&fetched, &Selection::default(), &|p, id| {
+                parser.knows(p, id)
+            })
+            .expect("snapshot"),
+    );
+    assert_eq!(
+        (first.files_parsed, first.syncs.len()),
+        (2, 2),
+        "{:?}",
+        first.diagnostics
+    );
+
+    fixture
+        .repo
+        .write(
+            "b.yaml",
+            manifest.replace("registry-credentials\n  namespace", "renamed\n  namespace"),
+        )
+        .commit("change b");
+    let fetched = source.fetch().expect("fetch");
+    let snapshot = source
+        .snapshot_skipping(&fetched, &Selection::default(), &|p, id| {
+            parser.knows(p, id)
+        })
+        .expect("snapshot");
+    assert!(
+        matches!(snapshot.files[0].content, FileContent::Known),
+        "a.yaml was read again"
+    );
+    assert!(matches!(snapshot.files[1].content, FileContent::Bytes(_)));
+    let second = parser.parse(&snapshot);
+    assert_eq!(second.files_parsed, 1);
+    let names: Vec<_> = second.syncs.iter().map(|s| s.key.name.as_str()).collect();
+    assert_eq!(names, ["registry-credentials", "renamed"]);
+    assert!(
+        second
+            .syncs
+            .iter()
+            .all(|s| s.provenance.revision == fetched.revision)
+    );
+}

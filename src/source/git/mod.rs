@@ -125,6 +125,17 @@ impl GitSource {
 
     /// Reads the selected files of a fetched revision from the cache.
     pub fn snapshot(&self, fetched: &Fetched, selection: &Selection) -> Result<Snapshot, GitError> {
+        self.snapshot_skipping(fetched, selection, &|_, _| false)
+    }
+
+    /// Like `snapshot`, but files for which `known(path, blob id)` holds are not read
+    /// (`FileContent::Known`): pass `Parser::knows` so that only changed files are read.
+    pub fn snapshot_skipping(
+        &self,
+        fetched: &Fetched,
+        selection: &Selection,
+        known: tree::Known<'_>,
+    ) -> Result<Snapshot, GitError> {
         let revision = &fetched.revision;
         let read_error = |source| GitError::Read {
             revision: revision.clone(),
@@ -136,7 +147,7 @@ impl GitSource {
             .find_commit(oid)
             .and_then(|c| c.tree())
             .map_err(read_error)?;
-        let files = tree::read_files(&repo, &tree, selection).map_err(read_error)?;
+        let files = tree::read_files(&repo, &tree, selection, known).map_err(read_error)?;
         Ok(Snapshot {
             revision: revision.clone(),
             commit: Some(fetched.commit.clone()),
