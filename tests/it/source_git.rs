@@ -444,3 +444,48 @@ fn a_commit_that_changes_one_file_reads_and_parses_one_file() {
             .all(|s| s.provenance.revision == fetched.revision)
     );
 }
+
+#[test]
+fn an_ssh_key_with_a_passphrase_is_unlocked_with_it() {
+    let fixture = Fixture::new();
+    fixture.repo.write("a.yaml", manifest()).commit("one");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("id_ed25519");
+    let status = std::process::Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "correct horse",
+            "-C",
+            "passphrase-test",
+            "-f",
+        ])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen");
+    assert!(status.success());
+    fixture
+        .servers
+        .ssh
+        .authorize(&std::fs::read_to_string(key.with_extension("pub")).expect("public key"));
+
+    let with_passphrase = |passphrase: &str| {
+        let mut auth = full_auth(fixture.servers);
+        let ssh = auth.ssh.as_mut().expect("ssh auth");
+        ssh.private_key = SecretString::from(std::fs::read_to_string(&key).expect("private key"));
+        ssh.passphrase = Some(SecretString::from(passphrase));
+        fixture.source(Transport::Ssh, GitReference::default(), auth)
+    };
+    with_passphrase("correct horse")
+        .fetch()
+        .expect("fetch with the key's passphrase");
+    let error = with_passphrase("wrong horse")
+        .fetch()
+        .expect_err("a wrong passphrase unlocked the key");
+    assert!(
+        !format!("{error} {error:?}").contains("wrong horse"),
+        "{error}"
+    );
+}

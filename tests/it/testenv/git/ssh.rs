@@ -73,6 +73,18 @@ impl SshServer {
         }
     }
 
+    /// Authorizes one more public key (OpenSSH `.pub` line); sshd reads the file on every
+    /// login, so it takes effect at once.
+    pub fn authorize(&self, public_key: &str) {
+        use std::io::Write as _;
+        let path = self.client_key.with_file_name("authorized_keys");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open authorized_keys");
+        writeln!(file, "{}", public_key.trim()).expect("authorize key");
+    }
+
     pub async fn wait_ready(&mut self) -> Result<(), String> {
         let port = self.port;
         process::wait_ready(&mut self.service, Duration::from_secs(10), || async move {
