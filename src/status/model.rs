@@ -36,7 +36,9 @@ pub struct ClusterStatus {
     pub source_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_version: Option<String>,
-    pub outcome: String,
+    /// `Synced`, `NotReady`, `Conflict`, `NotOwned`, `SourceSecretMissing`, `Suspended` or
+    /// `Error`; `message` says more.
+    pub result: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
     /// When secretsync last wrote the copy.
@@ -120,7 +122,7 @@ fn cluster_status(
             revision: Some(revision.clone()),
             source_version: result.source_version.clone(),
             resource_version: Some(resource_version.clone()),
-            outcome: SYNCED.to_owned(),
+            result: SYNCED.to_owned(),
             message: String::new(),
             last_sync_time: Some(now.to_owned()),
         },
@@ -133,12 +135,12 @@ fn cluster_status(
                 .or(kept.revision),
             source_version: result.source_version.clone(),
             resource_version: Some(resource_version.clone()),
-            outcome: SYNCED.to_owned(),
+            result: SYNCED.to_owned(),
             message: String::new(),
             last_sync_time: kept.last_sync_time,
         },
         other => ClusterStatus {
-            outcome: outcome_name(other),
+            result: outcome_name(other),
             message: outcome_message(other),
             ..kept
         },
@@ -154,13 +156,13 @@ fn outcome_name(outcome: &Outcome) -> String {
         Outcome::Applied { .. } | Outcome::Unchanged { .. } => SYNCED.to_owned(),
         Outcome::Skipped(reason) => skip_name(reason).to_owned(),
         Outcome::NotOwned { .. } => "NotOwned".to_owned(),
-        Outcome::Failed { .. } => "Failed".to_owned(),
+        Outcome::Failed { .. } => "Error".to_owned(),
     }
 }
 
 fn skip_name(reason: &SkipReason) -> &'static str {
     match reason {
-        SkipReason::ClusterNotReady { .. } => "ClusterNotReady",
+        SkipReason::ClusterNotReady { .. } => "NotReady",
         SkipReason::SourceSecretMissing { .. } => "SourceSecretMissing",
         SkipReason::Suspended => "Suspended",
         SkipReason::Conflict { .. } => "Conflict",
@@ -340,7 +342,7 @@ mod tests {
         };
         let second = SyncStatus::next(&first, "main@sha1:aa", &[result("leaf-1", unchanged)], "T2");
         assert_eq!(second, first);
-        assert_eq!(second.clusters["leaf-1"].outcome, SYNCED);
+        assert_eq!(second.clusters["leaf-1"].result, SYNCED);
         let third = SyncStatus::next(
             &second,
             "main@sha1:aa",
@@ -376,7 +378,7 @@ mod tests {
             second.clusters["leaf-1"].revision.as_deref(),
             Some("main@sha1:aa")
         );
-        assert_eq!(second.clusters["leaf-1"].outcome, "ClusterNotReady");
+        assert_eq!(second.clusters["leaf-1"].result, "NotReady");
         assert_eq!(
             second.last_applied_revision.as_deref(),
             Some("main@sha1:aa")
@@ -390,7 +392,7 @@ mod tests {
                 second.conditions[0].status.as_str(),
                 second.conditions[0].reason.as_str()
             ),
-            ("False", "ClusterNotReady")
+            ("False", "NotReady")
         );
         assert_eq!(
             second.conditions[2].status, "False",

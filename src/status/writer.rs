@@ -31,12 +31,12 @@ pub enum StatusError {
         #[source]
         source: kube::Error,
     },
-    #[error("the status of SecretSync {key} in ConfigMap {configmap} is not valid JSON: {source}")]
+    #[error("the status of SecretSync {key} in ConfigMap {configmap} is not valid YAML: {source}")]
     Corrupt {
         key: SecretSyncKey,
         configmap: String,
         #[source]
-        source: serde_json::Error,
+        source: serde_yaml::Error,
     },
 }
 
@@ -95,7 +95,7 @@ impl StatusStore {
         let status = match configmaps.get_opt(&name).await.map_err(read_error)? {
             Some(configmap) => match configmap.data.as_ref().and_then(|d| d.get(CONFIGMAP_KEY)) {
                 Some(text) => {
-                    serde_json::from_str(text).map_err(|source| StatusError::Corrupt {
+                    serde_yaml::from_str(text).map_err(|source| StatusError::Corrupt {
                         key: key.clone(),
                         configmap: name.clone(),
                         source,
@@ -152,7 +152,7 @@ impl StatusStore {
 
 fn status_configmap(key: &SecretSyncKey, name: &str, status: &SyncStatus) -> ConfigMap {
     // Serializing plain strings and maps cannot fail.
-    let text = serde_json::to_string_pretty(status).unwrap_or_default();
+    let text = serde_yaml::to_string(status).unwrap_or_default();
     ConfigMap {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),

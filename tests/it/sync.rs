@@ -130,8 +130,8 @@ impl World {
             .get(&format!("secretsync.{sync}"))
             .await
             .expect("status ConfigMap");
-        let status = serde_json::from_str(&configmap.data.as_ref().expect("data")["status"])
-            .expect("status JSON");
+        let status = serde_yaml::from_str(&configmap.data.as_ref().expect("data")["status"])
+            .expect("status YAML");
         (configmap, status)
     }
 }
@@ -384,7 +384,7 @@ async fn a_cluster_that_is_not_ready_is_skipped_and_keeps_its_last_version() {
         status.versions, first.versions,
         "the leaf still holds its last copy"
     );
-    assert_eq!(status.clusters["leaf-cluster-2"].outcome, "ClusterNotReady");
+    assert_eq!(status.clusters["leaf-cluster-2"].result, "NotReady");
     assert_eq!(
         status.last_attempted_revision.as_deref(),
         Some(format!("main@sha1:{commit}").as_str())
@@ -442,7 +442,7 @@ async fn a_leaf_secret_secretsync_did_not_create_is_left_alone_unless_adopted() 
         "a foreign Secret was overwritten"
     );
     let (_, status) = world.status_configmap("registry").await;
-    assert_eq!(status.clusters["leaf-cluster-2"].outcome, "NotOwned");
+    assert_eq!(status.clusters["leaf-cluster-2"].result, "NotOwned");
     assert_eq!(
         status.conditions[2].status, "True",
         "needs a person: Stalled"
@@ -482,7 +482,7 @@ async fn a_missing_source_secret_is_reported_and_the_others_go_on() {
     assert_eq!(report.applied, 1);
     let (_, missing) = world.status_configmap("missing").await;
     assert_eq!(
-        missing.clusters["leaf-cluster-2"].outcome,
+        missing.clusters["leaf-cluster-2"].result,
         "SourceSecretMissing"
     );
     assert_eq!(missing.conditions[2].reason, "SourceSecretMissing");
