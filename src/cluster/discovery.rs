@@ -25,13 +25,23 @@ pub async fn list_clusters(
     namespace: &str,
 ) -> Result<ClusterList, ClusterError> {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &api_resource());
+    list_pages(&api, namespace).await
+}
+
+/// Lists the `GitopsCluster`s of every namespace (needs a cluster-wide list permission).
+pub async fn list_all_clusters(client: &kube::Client) -> Result<ClusterList, ClusterError> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &api_resource());
+    list_pages(&api, "<all namespaces>").await
+}
+
+async fn list_pages(api: &Api<DynamicObject>, scope: &str) -> Result<ClusterList, ClusterError> {
     let mut list = ClusterList::default();
     let mut params = ListParams::default().limit(PAGE_SIZE);
     loop {
         let page = api
             .list(&params)
             .await
-            .map_err(|e| list_failed(namespace, &e))?;
+            .map_err(|e| list_failed(scope, &e))?;
         for object in &page.items {
             match GitopsCluster::from_dynamic(object) {
                 Ok(cluster) => list.clusters.push(cluster),
@@ -43,7 +53,8 @@ pub async fn list_clusters(
             _ => break,
         }
     }
-    list.clusters.sort_by(|a, b| a.name.cmp(&b.name));
+    list.clusters
+        .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     Ok(list)
 }
 

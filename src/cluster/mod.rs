@@ -10,7 +10,9 @@ mod readiness;
 use std::fmt;
 
 pub use self::clients::{ClientCache, ClientSettings, KubeconfigDigest, LeafClient};
-pub use self::discovery::{ClusterList, list_clusters, list_clusters_in, select, select_for};
+pub use self::discovery::{
+    ClusterList, list_all_clusters, list_clusters, list_clusters_in, select, select_for,
+};
 pub use self::kubeconfig::{Kubeconfig, KubeconfigBytes, read_kubeconfig};
 pub use self::model::{
     API_GROUP, API_VERSION, ClusterKey, ClusterName, Condition, ConditionStatus, GitopsCluster,

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sha2::{Digest, Sha256};
 
-use crate::manifest::SecretSync;
+use crate::manifest::{DeletionPolicy, SecretSync};
 use crate::source::Revision;
 
 /// Field manager of every write to a leaf cluster.
@@ -22,6 +22,9 @@ pub const SOURCE_ANNOTATION: &str = "secretsync.dev/source";
 pub const REVISION_ANNOTATION: &str = "secretsync.dev/revision";
 pub const MANIFEST_ANNOTATION: &str = "secretsync.dev/manifest";
 pub const SOURCE_VERSION_ANNOTATION: &str = "secretsync.dev/source-version";
+/// Set to `Orphan` on copies whose SecretSync orphans them, so that the policy still holds
+/// when the SecretSync itself has left the repository.
+pub const DELETION_POLICY_ANNOTATION: &str = "secretsync.dev/deletion-policy";
 
 /// Label and annotation prefixes that belong to the tools that manage the source Secret
 /// in the management cluster, not to the Secret itself: never copied.
@@ -46,6 +49,9 @@ pub fn leaf_secret(sync: &SecretSync, source: &Secret, revision: &Revision) -> S
     annotations.insert(SOURCE_ANNOTATION.to_owned(), sync.key.to_string());
     annotations.insert(REVISION_ANNOTATION.to_owned(), revision.to_string());
     annotations.insert(MANIFEST_ANNOTATION.to_owned(), sync.provenance.path.clone());
+    if sync.options.deletion_policy == DeletionPolicy::Orphan {
+        annotations.insert(DELETION_POLICY_ANNOTATION.to_owned(), "Orphan".to_owned());
+    }
     annotations.insert(
         SOURCE_VERSION_ANNOTATION.to_owned(),
         source_meta.resource_version.clone().unwrap_or_default(),

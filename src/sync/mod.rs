@@ -4,7 +4,8 @@
 pub mod apply;
 pub mod desired;
 pub mod plan;
+pub mod prune;
 pub mod reconcile;
 
 pub use self::plan::{Action, ClusterTarget, PlanItem, SkipReason, plan};
-pub use self::reconcile::{ReconcileReport, Reconciler};
+pub use self::reconcile::{ReconcileOptions, ReconcileReport, Reconciler};

@@ -11,8 +11,10 @@ use kube::api::Api;
 use super::apply::{ApplyRequest, Outcome, apply_all};
 use super::desired::SOURCE_VERSION_ANNOTATION;
 use super::plan::{Action, ClusterTarget, PlanItem, plan};
+use super::prune;
 use crate::cluster::{
-    ClientCache, ClusterKey, ClusterName, LeafClient, list_clusters_in, read_kubeconfig, readiness,
+    ClientCache, ClusterKey, ClusterName, LeafClient, list_all_clusters, list_clusters_in,
+    read_kubeconfig, readiness,
 };
 use crate::manifest::{ManifestSet, SecretSync, SecretSyncKey};
 use crate::status::{ClusterResult, StatusStore, SyncStatus};
@@ -23,6 +25,8 @@ pub struct ReconcileReport {
     pub results: BTreeMap<SecretSyncKey, Vec<ClusterResult>>,
     /// Leaf Secrets written.
     pub applied: usize,
+    /// Leaf Secrets deleted because no SecretSync wants them any more.
+    pub pruned: usize,
     /// Statuses written (unchanged statuses are not).
     pub status_writes: usize,
     /// Problems that are not one pair's: clusters that could not be listed, status writes
@@ -30,10 +34,21 @@ pub struct ReconcileReport {
     pub problems: Vec<String>,
 }
 
+/// What a reconciler serves and how carefully it prunes.
+#[derive(Debug, Clone, Default)]
+pub struct ReconcileOptions {
+    /// Namespaces of the management cluster to serve; `None` serves all of them. Copies are
+    /// pruned only through GitopsClusters of served namespaces.
+    pub namespaces: Option<Vec<String>>,
+    /// Prune even when a revision holds no SecretSync at all.
+    pub allow_empty_source: bool,
+}
+
 pub struct Reconciler {
     mgmt: kube::Client,
     clients: ClientCache,
     status: StatusStore,
+    options: ReconcileOptions,
 }
 
 impl Reconciler {
@@ -43,15 +58,19 @@ impl Reconciler {
             status: StatusStore::new(mgmt.clone()),
             mgmt,
             clients,
+            options: ReconcileOptions::default(),
         }
+    }
+
+    #[must_use]
+    pub fn with_options(mut self, options: ReconcileOptions) -> Self {
+        self.options = options;
+        self
     }
 
     pub async fn reconcile(&self, set: &ManifestSet) -> ReconcileReport {
         let mut report = ReconcileReport::default();
-        let namespaces: BTreeSet<String> =
-            set.syncs.iter().map(|s| s.key.namespace.clone()).collect();
-        let listed =
-            list_clusters_in(&self.mgmt, &namespaces.into_iter().collect::<Vec<_>>()).await;
+        let listed = self.list_clusters().await;
         report
             .problems
             .extend(listed.problems.iter().map(ToString::to_string));
@@ -63,6 +82,7 @@ impl Reconciler {
             .iter()
             .filter(|(_, o)| matches!(o, Outcome::Applied { .. }))
             .count();
+        self.prune(&leaves, &items, set, &mut report).await;
 
         for sync in &set.syncs {
             let results: Vec<ClusterResult> = items
@@ -87,6 +107,66 @@ impl Reconciler {
         }
         self.clients.sweep();
         report
+    }
+
+    /// The GitopsClusters of the served namespaces.
+    async fn list_clusters(&self) -> crate::cluster::ClusterList {
+        match &self.options.namespaces {
+            Some(namespaces) => list_clusters_in(&self.mgmt, namespaces).await,
+            None => list_all_clusters(&self.mgmt)
+                .await
+                .unwrap_or_else(|problem| crate::cluster::ClusterList {
+                    clusters: Vec::new(),
+                    problems: vec![problem],
+                }),
+        }
+    }
+
+    /// Deletes the owned copies nobody wants any more, on every reachable leaf.
+    async fn prune(
+        &self,
+        leaves: &BTreeMap<ClusterKey, Arc<LeafClient>>,
+        items: &[PlanItem],
+        set: &ManifestSet,
+        report: &mut ReconcileReport,
+    ) {
+        let mut owned = Vec::new();
+        for (key, leaf) in leaves {
+            match prune::list_owned(leaf.client(), &key.namespace, key.name.as_str()).await {
+                Ok(copies) => owned.extend(copies),
+                // Without the full inventory of a leaf, nothing is pruned there this time.
+                Err(error) => report
+                    .problems
+                    .push(format!("listing secretsync's Secrets on {key}: {error}")),
+            }
+        }
+        let doomed = match prune::to_prune(&owned, items, set, self.options.allow_empty_source) {
+            Ok(doomed) => doomed,
+            Err(refused) => {
+                tracing::warn!(%refused, "prune refused");
+                report.problems.push(refused.to_string());
+                return;
+            }
+        };
+        for copy in doomed {
+            let key = ClusterKey {
+                namespace: copy.cluster_namespace.clone(),
+                name: ClusterName::new(copy.cluster.clone()),
+            };
+            let Some(leaf) = leaves.get(&key) else {
+                continue;
+            };
+            match prune::delete(leaf.client(), copy).await {
+                Ok(()) => {
+                    tracing::info!(cluster = %key, namespace = %copy.namespace, secret = %copy.name, "pruned");
+                    report.pruned += 1;
+                }
+                Err(error) => report.problems.push(format!(
+                    "pruning {}/{} on {key}: {error}",
+                    copy.namespace, copy.name
+                )),
+            }
+        }
     }
 
     /// Plan targets for every listed cluster, and a client for each ready one. A cluster

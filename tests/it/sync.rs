@@ -12,7 +12,7 @@ use secretsync::manifest::{ManifestSet, Parser};
 use secretsync::source::Selection;
 use secretsync::source::git::{GitAuth, GitReference, GitSource, RemoteUrl};
 use secretsync::status::SyncStatus;
-use secretsync::sync::{ReconcileReport, Reconciler};
+use secretsync::sync::{ReconcileOptions, ReconcileReport, Reconciler};
 use serde_json::json;
 
 use crate::testenv::fleet::set_cluster_conditions;
@@ -46,7 +46,13 @@ impl World {
             GitAuth::default(),
             cache.path(),
         );
-        let reconciler = Reconciler::new(env.mgmt.client().await, ClientCache::default());
+        // Serving only this test's namespace keeps prune away from the other tests' copies.
+        let options = ReconcileOptions {
+            namespaces: Some(vec![namespace.clone()]),
+            allow_empty_source: false,
+        };
+        let reconciler =
+            Reconciler::new(env.mgmt.client().await, ClientCache::default()).with_options(options);
         World {
             env,
             parser: Parser::new(&namespace),
@@ -66,6 +72,12 @@ impl World {
     }
 
     async fn reconcile(&mut self) -> (ManifestSet, ReconcileReport) {
+        let (set, report) = self.reconcile_with_problems().await;
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        (set, report)
+    }
+
+    async fn reconcile_with_problems(&mut self) -> (ManifestSet, ReconcileReport) {
         let fetched = tokio::task::block_in_place(|| self.source.fetch()).expect("fetch");
         let snapshot =
             tokio::task::block_in_place(|| self.source.snapshot(&fetched, &Selection::default()))
@@ -73,7 +85,6 @@ impl World {
         let set = self.parser.parse(&snapshot);
         assert!(!set.has_errors(), "{:?}", set.diagnostics);
         let report = self.reconciler.reconcile(&set).await;
-        assert!(report.problems.is_empty(), "{:?}", report.problems);
         (set, report)
     }
 
@@ -488,4 +499,265 @@ async fn a_missing_source_secret_is_reported_and_the_others_go_on() {
     assert_eq!(missing.conditions[2].reason, "SourceSecretMissing");
     let (_, registry) = world.status_configmap("registry").await;
     assert_eq!(registry.conditions[0].status, "True");
+}
+
+impl World {
+    fn target_namespace(&self) -> String {
+        format!("{}-apps", self.namespace)
+    }
+
+    async fn production_copy(&self) -> Option<Secret> {
+        self.leaf_secret(
+            "leaf-cluster-2",
+            &self.target_namespace(),
+            "registry-credentials",
+        )
+        .await
+    }
+
+    async fn gitops_clusters(&self) -> Api<DynamicObject> {
+        Api::namespaced_with(
+            self.env.mgmt.client().await,
+            &self.namespace,
+            &crate::testenv::fleet::gitops_cluster_resource(),
+        )
+    }
+}
+
+const OTHER_SYNC: &str = "\
+apiVersion: capi.weave.works/v1alpha1
+kind: SecretSync
+metadata:
+  name: other
+  namespace: {ns}
+spec:
+  clusterSelector:
+    matchLabels:
+      environment: staging
+  secretRef:
+    name: registry-credentials
+  targetNamespace: {ns}-other
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secretsync_removed_from_git_prunes_its_copies_unless_it_orphans_them() {
+    let mut world = World::new().await;
+    world
+        .put_source_secret("registry-credentials", "token")
+        .await;
+    world.commit_sync("clusters/other.yaml", OTHER_SYNC);
+    world.commit_sync("clusters/registry.yaml", PRODUCTION_SYNC);
+    world.reconcile().await;
+    assert!(world.production_copy().await.is_some());
+
+    world
+        .repo
+        .remove("clusters/registry.yaml")
+        .commit("remove the registry sync");
+    let (_, report) = world.reconcile().await;
+    assert_eq!(report.pruned, 1);
+    assert!(
+        world.production_copy().await.is_none(),
+        "the copy outlived its SecretSync"
+    );
+    assert!(
+        world
+            .leaf_secret(
+                "leaf-cluster-1",
+                &format!("{}-other", world.namespace),
+                "registry-credentials"
+            )
+            .await
+            .is_some(),
+        "another SecretSync's copy was pruned"
+    );
+
+    let orphaning = PRODUCTION_SYNC.replace(
+        "  namespace: {ns}\n",
+        "  namespace: {ns}\n  annotations:\n    secretsync.dev/deletion-policy: Orphan\n",
+    );
+    world.commit_sync("clusters/registry.yaml", &orphaning);
+    world.reconcile().await;
+    world
+        .repo
+        .remove("clusters/registry.yaml")
+        .commit("remove it again");
+    let (_, report) = world.reconcile().await;
+    assert_eq!(report.pruned, 0);
+    assert!(
+        world.production_copy().await.is_some(),
+        "Orphan must keep the copy"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_that_starts_or_stops_matching_gains_or_loses_the_copy() {
+    let mut world = World::new().await;
+    world
+        .put_source_secret("registry-credentials", "token")
+        .await;
+    world.commit_sync("clusters/registry.yaml", PRODUCTION_SYNC);
+    world.reconcile().await;
+    let target = world.target_namespace();
+    assert!(
+        world
+            .leaf_secret("leaf-cluster-1", &target, "registry-credentials")
+            .await
+            .is_none()
+    );
+
+    let clusters = world.gitops_clusters().await;
+    let relabel =
+        |environment: &'static str| json!({"metadata": {"labels": {"environment": environment}}});
+    clusters
+        .patch(
+            "leaf-cluster-1",
+            &PatchParams::default(),
+            &Patch::Merge(relabel("production")),
+        )
+        .await
+        .expect("label");
+    clusters
+        .patch(
+            "leaf-cluster-2",
+            &PatchParams::default(),
+            &Patch::Merge(relabel("retired")),
+        )
+        .await
+        .expect("label");
+    let (_, report) = world.reconcile().await;
+    assert_eq!((report.applied, report.pruned), (1, 1));
+    assert!(
+        world
+            .leaf_secret("leaf-cluster-1", &target, "registry-credentials")
+            .await
+            .is_some(),
+        "newly matching cluster"
+    );
+    assert!(
+        world.production_copy().await.is_none(),
+        "de-labelled cluster kept the copy"
+    );
+    let (_, status) = world.status_configmap("registry").await;
+    assert_eq!(
+        status.versions.keys().collect::<Vec<_>>(),
+        ["leaf-cluster-1"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revision_without_any_secretsync_prunes_nothing() {
+    let mut world = World::new().await;
+    world
+        .put_source_secret("registry-credentials", "token")
+        .await;
+    world.commit_sync("clusters/registry.yaml", PRODUCTION_SYNC);
+    world.reconcile().await;
+
+    world
+        .repo
+        .remove("clusters/registry.yaml")
+        .write("README.md", "emptied by mistake")
+        .commit("oops");
+    let (_, report) = world.reconcile_with_problems().await;
+    assert_eq!(report.pruned, 0);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("holds no SecretSync")),
+        "{:?}",
+        report.problems
+    );
+    assert!(
+        world.production_copy().await.is_some(),
+        "an empty revision wiped the fleet"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_manifest_keeps_the_last_good_copy() {
+    let mut world = World::new().await;
+    world
+        .put_source_secret("registry-credentials", "token")
+        .await;
+    world.commit_sync("clusters/registry.yaml", PRODUCTION_SYNC);
+    world.commit_sync("clusters/other.yaml", OTHER_SYNC);
+    world.reconcile().await;
+
+    // The registry SecretSync becomes invalid: its copy must stay, the other goes on.
+    world.commit_sync(
+        "clusters/registry.yaml",
+        &PRODUCTION_SYNC
+            .replace("operator", "x")
+            .replace("environment: production", "environment: 'not valid!'"),
+    );
+    let fetched = tokio::task::block_in_place(|| world.source.fetch()).expect("fetch");
+    let snapshot =
+        tokio::task::block_in_place(|| world.source.snapshot(&fetched, &Selection::default()))
+            .expect("snapshot");
+    let set = world.parser.parse(&snapshot);
+    assert!(set.has_errors());
+    let report = world.reconciler.reconcile(&set).await;
+    assert_eq!(report.pruned, 0, "{:?}", report.problems);
+    assert!(
+        world.production_copy().await.is_some(),
+        "a bad commit destroyed the last good copy"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_on_a_leaf_is_repaired_and_a_deleted_source_prunes() {
+    let mut world = World::new().await;
+    world
+        .put_source_secret("registry-credentials", "the-real-token")
+        .await;
+    world.commit_sync("clusters/registry.yaml", PRODUCTION_SYNC);
+    world.reconcile().await;
+    let target = world.target_namespace();
+    let leaf = world
+        .env
+        .leaves
+        .iter()
+        .find(|l| l.name == "leaf-cluster-2")
+        .expect("leaf")
+        .client()
+        .await;
+    let leaf_secrets: Api<Secret> = Api::namespaced(leaf, &target);
+
+    // Someone edits the copy by hand: put back.
+    let edit = json!({"data": {"token": "dGFtcGVyZWQ="}});
+    leaf_secrets
+        .patch(
+            "registry-credentials",
+            &PatchParams::default(),
+            &Patch::Merge(edit),
+        )
+        .await
+        .expect("edit");
+    let (_, report) = world.reconcile().await;
+    assert_eq!(report.applied, 1);
+    let repaired = world.production_copy().await.expect("copy");
+    assert_eq!(
+        repaired.data.as_ref().expect("data")["token"].0,
+        b"the-real-token"
+    );
+
+    // Someone deletes it: recreated.
+    leaf_secrets
+        .delete("registry-credentials", &kube::api::DeleteParams::default())
+        .await
+        .expect("delete");
+    world.reconcile().await;
+    assert!(world.production_copy().await.is_some());
+
+    // The source Secret is deleted in the management cluster: the copies go too.
+    let secrets: Api<Secret> = Api::namespaced(world.env.mgmt.client().await, &world.namespace);
+    secrets
+        .delete("registry-credentials", &kube::api::DeleteParams::default())
+        .await
+        .expect("delete source");
+    let (_, report) = world.reconcile().await;
+    assert_eq!(report.pruned, 1);
+    assert!(world.production_copy().await.is_none());
 }

@@ -52,6 +52,13 @@ impl Repo {
         self
     }
 
+    /// Removes a file of the work tree; nothing is committed yet.
+    pub fn remove(&self, path: &str) -> &Self {
+        let file = self.work.join(path);
+        std::fs::remove_file(&file).unwrap_or_else(|e| panic!("remove {}: {e}", file.display()));
+        self
+    }
+
     /// Runs another `git` command in the work tree (tags, branches, resets); returns stdout.
     pub fn git(&self, args: &[&str]) -> String {
         git(&self.work, args).output()
