@@ -2,6 +2,7 @@
 
 mod crds;
 mod git_args;
+mod run;
 mod validate;
 
 use std::process::ExitCode;
@@ -36,6 +37,10 @@ pub enum Command {
     /// check: every problem with file, line and field. No cluster needed. Exits 0 when
     /// valid, 1 when any manifest has an error, 2 when the check could not run.
     Validate(Box<validate::ValidateArgs>),
+    /// Reconcile the repository's SecretSyncs into the leaf clusters. With --once: one
+    /// reconcile, a summary, and exit 0 only when every selected cluster holds its copy.
+    /// Talks to the management cluster through KUBECONFIG or the in-cluster account.
+    Run(Box<run::RunArgs>),
 }
 
 /// How results are printed.
@@ -60,6 +65,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let outcome = match cli.command {
         Command::Crds(args) => crds::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Validate(args) => validate::run(&args),
+        Command::Run(args) => run::run(&args),
     };
     match outcome {
         Ok(code) => code,

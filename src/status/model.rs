@@ -140,8 +140,8 @@ fn cluster_status(
             last_sync_time: kept.last_sync_time,
         },
         other => ClusterStatus {
-            result: outcome_name(other),
-            message: outcome_message(other),
+            result: result_name(other),
+            message: result_message(other),
             ..kept
         },
     }
@@ -151,7 +151,9 @@ fn cluster_status(
 /// wrote it or found it right: a state, so that a no-op reconcile leaves status unchanged.
 pub const SYNCED: &str = "Synced";
 
-fn outcome_name(outcome: &Outcome) -> String {
+/// The per-cluster `result` word for an outcome.
+#[must_use]
+pub fn result_name(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Applied { .. } | Outcome::Unchanged { .. } => SYNCED.to_owned(),
         Outcome::Skipped(reason) => skip_name(reason).to_owned(),
@@ -169,7 +171,9 @@ fn skip_name(reason: &SkipReason) -> &'static str {
     }
 }
 
-fn outcome_message(outcome: &Outcome) -> String {
+/// What a person should know about an outcome (empty when synced).
+#[must_use]
+pub fn result_message(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Applied { .. } | Outcome::Unchanged { .. } => String::new(),
         Outcome::Skipped(SkipReason::ClusterNotReady { message }) | Outcome::Failed { message } => {
@@ -225,13 +229,13 @@ fn conditions(results: &[ClusterResult]) -> (Condition, Condition) {
         Some(first) => condition(
             "Ready",
             false,
-            &outcome_name(&first.outcome),
+            &result_name(&first.outcome),
             format!(
                 "{} of {} cluster(s) not synced; {}: {}",
                 failed.len(),
                 results.len(),
                 first.cluster,
-                outcome_message(&first.outcome)
+                result_message(&first.outcome)
             ),
         ),
     };
@@ -239,8 +243,8 @@ fn conditions(results: &[ClusterResult]) -> (Condition, Condition) {
         Some(result) => condition(
             "Stalled",
             true,
-            &outcome_name(&result.outcome),
-            outcome_message(&result.outcome),
+            &result_name(&result.outcome),
+            result_message(&result.outcome),
         ),
         None => condition("Stalled", false, "Progressing", String::new()),
     };

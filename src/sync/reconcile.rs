@@ -5,19 +5,24 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 
 use super::apply::{ApplyRequest, Outcome, apply_all};
-use super::desired::SOURCE_VERSION_ANNOTATION;
+use super::desired::{MANIFEST_ANNOTATION, SOURCE_VERSION_ANNOTATION};
 use super::plan::{Action, ClusterTarget, PlanItem, plan};
 use super::prune;
+use crate::audit::{AuditAction, AuditLog, AuditRecord};
 use crate::cluster::{
     ClientCache, ClusterKey, ClusterName, LeafClient, list_all_clusters, list_clusters_in,
     read_kubeconfig, readiness,
 };
 use crate::manifest::{ManifestSet, SecretSync, SecretSyncKey};
 use crate::status::{ClusterResult, StatusStore, SyncStatus};
+
+/// Leaf clusters written to at the same time.
+pub const CLUSTER_CONCURRENCY: usize = 8;
 
 /// What one reconcile did, per SecretSync.
 #[derive(Debug, Default)]
@@ -42,6 +47,8 @@ pub struct ReconcileOptions {
     pub namespaces: Option<Vec<String>>,
     /// Prune even when a revision holds no SecretSync at all.
     pub allow_empty_source: bool,
+    /// Where every apply and prune is recorded.
+    pub audit: Option<Arc<AuditLog>>,
 }
 
 pub struct Reconciler {
@@ -82,7 +89,14 @@ impl Reconciler {
             .iter()
             .filter(|(_, o)| matches!(o, Outcome::Applied { .. }))
             .count();
-        self.prune(&leaves, &items, set, &mut report).await;
+        let mut audit = applied_records(&items, &outcomes);
+        self.prune(&leaves, &items, set, &mut report, &mut audit)
+            .await;
+        if let Some(log) = &self.options.audit
+            && let Err(error) = log.append(&audit)
+        {
+            report.problems.push(error.to_string());
+        }
 
         for sync in &set.syncs {
             let results: Vec<ClusterResult> = items
@@ -129,6 +143,7 @@ impl Reconciler {
         items: &[PlanItem],
         set: &ManifestSet,
         report: &mut ReconcileReport,
+        audit: &mut Vec<AuditRecord>,
     ) {
         let mut owned = Vec::new();
         for (key, leaf) in leaves {
@@ -160,6 +175,17 @@ impl Reconciler {
                 Ok(()) => {
                     tracing::info!(cluster = %key, namespace = %copy.namespace, secret = %copy.name, "pruned");
                     report.pruned += 1;
+                    audit.push(AuditRecord {
+                        time: now(),
+                        action: AuditAction::Prune,
+                        cluster: key.to_string(),
+                        target: format!("{}/{}", copy.namespace, copy.name),
+                        secret_sync: copy.owner.as_ref().map(ToString::to_string),
+                        revision: Some(set.revision.to_string()),
+                        manifest: copy.manifest.clone(),
+                        source_version: None,
+                        leaf_version: None,
+                    });
                 }
                 Err(error) => report.problems.push(format!(
                     "pruning {}/{} on {key}: {error}",
@@ -235,10 +261,7 @@ impl Reconciler {
         results: &[ClusterResult],
     ) -> Result<bool, crate::status::StatusError> {
         let (target, previous) = self.status.read(key).await?;
-        let now = k8s_openapi::jiff::Timestamp::now()
-            .strftime("%Y-%m-%dT%H:%M:%SZ")
-            .to_string();
-        let next = SyncStatus::next(&previous, revision, results, &now);
+        let next = SyncStatus::next(&previous, revision, results, &now());
         if next == previous {
             return Ok(false);
         }
@@ -275,7 +298,7 @@ async fn apply_planned(
             }
         }
     }
-    let applies = per_cluster.into_iter().map(|(cluster, batch)| async move {
+    let cluster_batches = per_cluster.into_iter().map(|(cluster, batch)| async move {
         let requests: Vec<ApplyRequest> = batch.iter().map(|(_, r)| r.clone()).collect();
         let results = match leaves.get(&cluster) {
             Some(leaf) => apply_all(leaf.client(), &requests).await,
@@ -292,14 +315,65 @@ async fn apply_planned(
             .zip(results)
             .collect::<Vec<_>>()
     });
-    outcomes.extend(
-        futures::future::join_all(applies)
-            .await
-            .into_iter()
-            .flatten(),
-    );
+    // Bounded: a fleet of hundreds of leaves must not open hundreds of connections at once;
+    // a slow leaf holds one slot, never the others.
+    let per_cluster_outcomes: Vec<Vec<(usize, Outcome)>> = futures::stream::iter(cluster_batches)
+        .buffer_unordered(CLUSTER_CONCURRENCY)
+        .collect()
+        .await;
+    outcomes.extend(per_cluster_outcomes.into_iter().flatten());
     outcomes.sort_by_key(|(index, _)| *index);
     outcomes
+}
+
+/// One audit record per leaf Secret written in this reconcile.
+fn applied_records(items: &[PlanItem], outcomes: &[(usize, Outcome)]) -> Vec<AuditRecord> {
+    items
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(item, (_, outcome))| {
+            let (
+                Action::Apply(secret),
+                Outcome::Applied {
+                    resource_version,
+                    revision,
+                },
+            ) = (&item.action, outcome)
+            else {
+                return None;
+            };
+            let annotation = |key: &str| {
+                secret
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(key))
+                    .cloned()
+            };
+            Some(AuditRecord {
+                time: now(),
+                action: AuditAction::Apply,
+                cluster: format!("{}/{}", item.sync.namespace, item.cluster),
+                target: format!(
+                    "{}/{}",
+                    secret.metadata.namespace.as_deref().unwrap_or_default(),
+                    secret.metadata.name.as_deref().unwrap_or_default()
+                ),
+                secret_sync: Some(item.sync.to_string()),
+                revision: Some(revision.clone()),
+                manifest: annotation(MANIFEST_ANNOTATION),
+                source_version: annotation(SOURCE_VERSION_ANNOTATION),
+                leaf_version: Some(resource_version.clone()),
+            })
+        })
+        .collect()
+}
+
+/// RFC 3339 "now" in UTC, as Kubernetes writes times.
+fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 fn source_version(item: &PlanItem) -> Option<String> {

@@ -49,7 +49,7 @@ impl World {
         // Serving only this test's namespace keeps prune away from the other tests' copies.
         let options = ReconcileOptions {
             namespaces: Some(vec![namespace.clone()]),
-            allow_empty_source: false,
+            ..ReconcileOptions::default()
         };
         let reconciler =
             Reconciler::new(env.mgmt.client().await, ClientCache::default()).with_options(options);

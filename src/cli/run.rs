@@ -1,0 +1,230 @@
+//! `secretsync run --once`: one reconcile from the repository to the leaf clusters, with a
+//! summary; the exit code says whether every selected cluster holds its copy. (The
+//! long-running agent — polling, webhooks, watches — is `run` without `--once`, to come.)
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::OutputFormat;
+use super::git_args::{AuthArgs, ReferenceArgs};
+use crate::audit::AuditLog;
+use crate::cluster::ClientCache;
+use crate::manifest::{ManifestSet, Parser};
+use crate::source::git::{GitSource, RemoteUrl};
+use crate::source::local::LocalSource;
+use crate::source::{Selection, Snapshot};
+use crate::status::model::{result_message, result_name};
+use crate::sync::{ReconcileOptions, ReconcileReport, Reconciler};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Reconcile once and exit: 0 when every selected cluster holds its copy, 1 otherwise.
+    #[arg(long)]
+    pub once: bool,
+
+    /// The config repository (URL) or a directory holding the SecretSync manifests.
+    #[arg(long, env = "SECRETSYNC_SOURCE")]
+    pub source: String,
+
+    /// Only read manifests under these paths of the repository (repeatable) [default: all].
+    #[arg(
+        long = "path",
+        value_name = "PATH",
+        env = "SECRETSYNC_PATHS",
+        value_delimiter = ','
+    )]
+    pub paths: Vec<String>,
+
+    /// Namespace of SecretSyncs that do not set metadata.namespace.
+    #[arg(long, default_value = "default", env = "SECRETSYNC_DEFAULT_NAMESPACE")]
+    pub default_namespace: String,
+
+    /// Management-cluster namespaces to serve (comma-separated) [default: all].
+    #[arg(long, value_delimiter = ',', env = "SECRETSYNC_NAMESPACES")]
+    pub namespaces: Vec<String>,
+
+    /// Prune even when a revision holds no SecretSync at all (normally refused as suspicious).
+    #[arg(long, env = "SECRETSYNC_ALLOW_EMPTY_SOURCE")]
+    pub allow_empty_source: bool,
+
+    /// Directory for the repository cache.
+    #[arg(long, default_value = "/tmp/secretsync", env = "SECRETSYNC_DATA_DIR")]
+    pub data_dir: PathBuf,
+
+    /// Append a JSON line per apply and prune to this file.
+    #[arg(long, env = "SECRETSYNC_AUDIT_LOG", value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+
+    /// Output format of the summary.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    #[command(flatten)]
+    pub reference: ReferenceArgs,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// Some pair is not synced, or a manifest has an error.
+const EXIT_NOT_SYNCED: u8 = 1;
+
+pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.once,
+        "the long-running agent is not built yet: use `secretsync run --once` for one reconcile"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run_once(args))
+}
+
+async fn run_once(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let selection = Selection::new(&args.paths)?;
+    let snapshot = read_snapshot(args, selection).await?;
+    let set = Parser::new(&args.default_namespace).parse(&snapshot);
+    for diagnostic in &set.diagnostics {
+        tracing::warn!(%diagnostic, "manifest problem");
+    }
+    let mgmt = kube::Client::try_default()
+        .await
+        .context("connecting to the management cluster (KUBECONFIG or in-cluster)")?;
+    let audit = match &args.audit_log {
+        Some(path) => Some(Arc::new(AuditLog::open(path)?)),
+        None => None,
+    };
+    let options = ReconcileOptions {
+        namespaces: (!args.namespaces.is_empty()).then(|| args.namespaces.clone()),
+        allow_empty_source: args.allow_empty_source,
+        audit,
+    };
+    let report = Reconciler::new(mgmt, ClientCache::default())
+        .with_options(options)
+        .reconcile(&set)
+        .await;
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        OutputFormat::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&summary_json(&set, &report))?
+        )?,
+        OutputFormat::Text => write_text(&mut out, &set, &report)?,
+    }
+    let all_synced = report
+        .results
+        .values()
+        .flatten()
+        .all(|r| r.outcome.resource_version().is_some());
+    let clean = all_synced && report.problems.is_empty() && !set.has_errors();
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_NOT_SYNCED)
+    })
+}
+
+async fn read_snapshot(args: &RunArgs, selection: Selection) -> anyhow::Result<Snapshot> {
+    let directory = PathBuf::from(&args.source);
+    if directory.is_dir() {
+        let source = LocalSource::new(directory, selection);
+        return tokio::task::spawn_blocking(move || source.read())
+            .await?
+            .context("reading the directory");
+    }
+    let source = GitSource::new(
+        RemoteUrl::parse(&args.source)?,
+        args.reference.reference()?,
+        args.auth.auth()?,
+        &args.data_dir,
+    );
+    // git2 blocks: keep it off the async runtime.
+    let snapshot = tokio::task::spawn_blocking(move || {
+        let fetched = source.fetch()?;
+        source.snapshot(&fetched, &selection)
+    })
+    .await??;
+    Ok(snapshot)
+}
+
+fn write_text(
+    out: &mut impl std::io::Write,
+    set: &ManifestSet,
+    report: &ReconcileReport,
+) -> std::io::Result<()> {
+    writeln!(out, "revision {}", set.revision)?;
+    for (sync, results) in &report.results {
+        if results.is_empty() {
+            writeln!(out, "{sync}: selects no ready GitopsCluster")?;
+        }
+        for result in results {
+            let detail = match result.outcome.resource_version() {
+                Some(version) => format!("leaf version {version}"),
+                None => result_message(&result.outcome),
+            };
+            writeln!(
+                out,
+                "{sync} → {}: {} ({detail})",
+                result.cluster,
+                result_name(&result.outcome)
+            )?;
+        }
+    }
+    for problem in &report.problems {
+        writeln!(out, "problem: {problem}")?;
+    }
+    let synced = report
+        .results
+        .values()
+        .flatten()
+        .filter(|r| r.outcome.resource_version().is_some())
+        .count();
+    let pairs = report.results.values().map(Vec::len).sum::<usize>();
+    writeln!(
+        out,
+        "{synced}/{pairs} synced; {} written, {} pruned, {} status update(s); {} manifest error(s)",
+        report.applied,
+        report.pruned,
+        report.status_writes,
+        set.diagnostics
+            .iter()
+            .filter(|d| d.severity == crate::manifest::Severity::Error)
+            .count()
+    )?;
+    Ok(())
+}
+
+fn summary_json(set: &ManifestSet, report: &ReconcileReport) -> serde_json::Value {
+    let results: serde_json::Map<String, serde_json::Value> = report
+        .results
+        .iter()
+        .map(|(sync, results)| {
+            let clusters: serde_json::Map<String, serde_json::Value> = results
+                .iter()
+                .map(|r| {
+                    (
+                        r.cluster.clone(),
+                        serde_json::to_value(&r.outcome).unwrap_or_default(),
+                    )
+                })
+                .collect();
+            (sync.to_string(), serde_json::Value::Object(clusters))
+        })
+        .collect();
+    serde_json::json!({
+        "revision": set.revision.to_string(),
+        "applied": report.applied,
+        "pruned": report.pruned,
+        "statusWrites": report.status_writes,
+        "problems": report.problems,
+        "diagnostics": set.diagnostics,
+        "results": results,
+    })
+}

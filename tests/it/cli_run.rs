@@ -1,0 +1,175 @@
+//! `secretsync run --once`, the real binary, through the documented scenario: a SecretSync
+//! `my-dev-secret-syncer` in git, `leaf-cluster-1` labelled `environment: dev`, and the
+//! Secret appearing in `my-namespace` on that leaf only, with the commit recorded.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams};
+use secretsync::status::SyncStatus;
+use serde_json::json;
+
+use crate::testenv::TestEnv;
+use crate::testenv::fleet::repo_path;
+use crate::testenv::git::{GitServers, Transport};
+
+const SECRET_VALUE: &str = "dev-registry-password-5f2a";
+
+/// The management cluster's side: leaf-cluster-1 labelled `environment: dev` in `default`,
+/// and the Secret to copy.
+async fn arrange_clusters(env: &TestEnv) {
+    // The scenario lives in `default`; no other test uses that namespace.
+    let clusters = env.register_leaves("default").await;
+    let dev = json!({"metadata": {"labels": {"environment": "dev"}}});
+    clusters
+        .patch(
+            "leaf-cluster-1",
+            &PatchParams::default(),
+            &Patch::Merge(dev),
+        )
+        .await
+        .expect("label leaf-cluster-1");
+    let source = Secret {
+        metadata: ObjectMeta {
+            name: Some("my-dev-secret".to_owned()),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(
+            "password".to_owned(),
+            ByteString(SECRET_VALUE.as_bytes().to_vec()),
+        )])),
+        ..Secret::default()
+    };
+    Api::<Secret>::namespaced(env.mgmt.client().await, "default")
+        .patch(
+            "my-dev-secret",
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&source),
+        )
+        .await
+        .expect("source Secret");
+}
+
+/// Runs `secretsync run --once` against `source` with the management cluster's kubeconfig.
+fn run_once(env: &TestEnv, source: &str, work: &Path) -> Output {
+    let kubeconfig = work.join("mgmt.kubeconfig");
+    std::fs::write(&kubeconfig, env.mgmt.admin_kubeconfig()).expect("kubeconfig");
+    Command::new(env!("CARGO_BIN_EXE_secretsync"))
+        .args([
+            "run",
+            "--once",
+            "--namespaces",
+            "default",
+            "--source",
+            source,
+        ])
+        .arg("--data-dir")
+        .arg(work.join("data"))
+        .arg("--audit-log")
+        .arg(work.join("audit.jsonl"))
+        .env("KUBECONFIG", &kubeconfig)
+        .env("SECRETSYNC_LOG", "debug")
+        .output()
+        .expect("run secretsync")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_scenario_end_to_end() {
+    let env = TestEnv::shared();
+    arrange_clusters(env).await;
+    let servers = GitServers::shared();
+    let repo = servers.create_repo("scenario");
+    let manifest =
+        std::fs::read_to_string(repo_path("fixtures/scenario/my-dev-secret-syncer.yaml"))
+            .expect("fixture");
+    let commit = repo
+        .write("clusters/my-dev-secret-syncer.yaml", manifest)
+        .commit("sync my-dev-secret to dev clusters");
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let output = run_once(env, &servers.url(&repo, Transport::File), work.path());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("default/my-dev-secret-syncer → leaf-cluster-1: Synced"),
+        "{stdout}"
+    );
+
+    let leaf_1: Api<Secret> = Api::namespaced(env.leaves[0].client().await, "my-namespace");
+    let copy = leaf_1
+        .get("my-dev-secret")
+        .await
+        .expect("the Secret on leaf-cluster-1");
+    let leaf_version = copy.metadata.resource_version.clone().expect("rv");
+    assert_eq!(
+        copy.data.as_ref().expect("data")["password"].0,
+        SECRET_VALUE.as_bytes()
+    );
+    let revision = format!("main@sha1:{commit}");
+    assert_eq!(
+        copy.metadata.annotations.as_ref().expect("annotations")["secretsync.dev/revision"],
+        revision
+    );
+    let leaf_2: Api<Secret> = Api::namespaced(env.leaves[1].client().await, "my-namespace");
+    assert!(
+        leaf_2
+            .get_opt("my-dev-secret")
+            .await
+            .expect("read")
+            .is_none(),
+        "leaf-cluster-2 does not match"
+    );
+
+    let configmaps: Api<ConfigMap> = Api::namespaced(env.mgmt.client().await, "default");
+    let status_map = configmaps
+        .get("secretsync.my-dev-secret-syncer")
+        .await
+        .expect("status ConfigMap");
+    let status: SyncStatus =
+        serde_yaml::from_str(&status_map.data.as_ref().expect("data")["status"]).expect("status");
+    assert_eq!(status.versions["leaf-cluster-1"], leaf_version);
+    assert_eq!(
+        status.clusters["leaf-cluster-1"].revision.as_deref(),
+        Some(revision.as_str())
+    );
+
+    let audit_text = std::fs::read_to_string(work.path().join("audit.jsonl")).expect("audit log");
+    let record: serde_json::Value =
+        serde_json::from_str(audit_text.lines().next().expect("a line")).expect("JSON line");
+    assert_eq!(
+        (&record["action"], &record["cluster"], &record["target"]),
+        (
+            &json!("apply"),
+            &json!("default/leaf-cluster-1"),
+            &json!("my-namespace/my-dev-secret")
+        )
+    );
+    assert_eq!(
+        (&record["revision"], &record["leafVersion"]),
+        (&json!(revision), &json!(leaf_version))
+    );
+
+    // The secret value appears nowhere: not in output, logs (debug level), status or audit.
+    let encoded = base64_of(SECRET_VALUE);
+    let status_text = serde_json::to_string(&status_map).expect("json");
+    for (what, text) in [
+        ("stdout", &*stdout),
+        ("logs", &*stderr),
+        ("audit", &*audit_text),
+        ("status", &*status_text),
+    ] {
+        assert!(
+            !text.contains(SECRET_VALUE) && !text.contains(&encoded),
+            "the secret value leaked into {what}"
+        );
+    }
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
