@@ -8,7 +8,9 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::ObjectMeta;
 use serde::Serialize;
 
-use super::desired::{FIELD_MANAGER, OWNER_LABEL, REVISION_ANNOTATION, is_managed, matches};
+use super::desired::{
+    FIELD_MANAGER, OWNER_LABEL, REVISION_ANNOTATION, annotation, is_managed, matches,
+};
 use super::plan::SkipReason;
 use crate::manifest::SecretSyncKey;
 
@@ -149,15 +151,6 @@ fn label(secret: &Secret, key: &str) -> Option<String> {
         .labels
         .as_ref()
         .and_then(|l| l.get(key))
-        .cloned()
-}
-
-fn annotation(secret: &Secret, key: &str) -> Option<String> {
-    secret
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(key))
         .cloned()
 }
 

@@ -109,6 +109,17 @@ pub fn matches(existing: &Secret, desired: &Secret) -> bool {
         )
 }
 
+/// An annotation of a Secret.
+#[must_use]
+pub fn annotation(secret: &Secret, key: &str) -> Option<String> {
+    secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .cloned()
+}
+
 /// Whether a leaf Secret was written by secretsync (for any SecretSync).
 #[must_use]
 pub fn is_managed(secret: &Secret) -> bool {

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 
 use super::apply::{ApplyRequest, Outcome, apply_all};
-use super::desired::{MANIFEST_ANNOTATION, SOURCE_VERSION_ANNOTATION};
+use super::desired::{MANIFEST_ANNOTATION, SOURCE_VERSION_ANNOTATION, annotation};
 use super::plan::{Action, ClusterTarget, PlanItem, plan};
 use super::prune;
 use crate::audit::{AuditAction, AuditLog, AuditRecord};
@@ -342,14 +342,6 @@ fn applied_records(items: &[PlanItem], outcomes: &[(usize, Outcome)]) -> Vec<Aud
             else {
                 return None;
             };
-            let annotation = |key: &str| {
-                secret
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(key))
-                    .cloned()
-            };
             Some(AuditRecord {
                 time: now(),
                 action: AuditAction::Apply,
@@ -361,8 +353,8 @@ fn applied_records(items: &[PlanItem], outcomes: &[(usize, Outcome)]) -> Vec<Aud
                 ),
                 secret_sync: Some(item.sync.to_string()),
                 revision: Some(revision.clone()),
-                manifest: annotation(MANIFEST_ANNOTATION),
-                source_version: annotation(SOURCE_VERSION_ANNOTATION),
+                manifest: annotation(secret, MANIFEST_ANNOTATION),
+                source_version: annotation(secret, SOURCE_VERSION_ANNOTATION),
                 leaf_version: Some(resource_version.clone()),
             })
         })
@@ -378,12 +370,7 @@ fn now() -> String {
 
 fn source_version(item: &PlanItem) -> Option<String> {
     match &item.action {
-        Action::Apply(secret) => secret
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(SOURCE_VERSION_ANNOTATION))
-            .cloned(),
+        Action::Apply(secret) => annotation(secret, SOURCE_VERSION_ANNOTATION),
         Action::Skip(_) => None,
     }
 }

@@ -7,19 +7,17 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use kube::runtime::wait::{await_condition, conditions};
 use secretsync::source::artifact::{UnpackError, git_repository_resource};
 use secretsync::source::{ArtifactError, ArtifactSource, FileContent, Selection};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::testenv::fleet::{ensure_namespace, load_documents};
+use crate::testenv::fleet::{apply_crd, ensure_namespace, load_documents};
 use crate::testenv::{TestEnv, unique_namespace};
 
 const FIELD_MANAGER: &str = "secretsync-test";
@@ -109,25 +107,10 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Installs the GitRepository CRD fixture (idempotent) and waits until it is served.
 async fn install_git_repository_crd(client: &kube::Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in load_documents::<CustomResourceDefinition>(
         "fixtures/testenv/flux/gitrepositories.source.toolkit.fluxcd.io.yaml",
     ) {
-        let name = crd.metadata.name.clone().expect("CRD name");
-        crds.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("apply CRD {name}: {e}"));
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            await_condition(crds.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("CRD {name} not established within 30s"))
-        .expect("watch CRD");
+        apply_crd(client, &crd).await;
     }
 }
 

@@ -52,26 +52,31 @@ pub async fn install_crds(client: &kube::Client) {
         "secretsync crds failed: {output:?}"
     );
     let yaml = String::from_utf8(output.stdout).expect("CRDs are UTF-8");
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for document in serde_yaml::Deserializer::from_str(&yaml) {
         let crd =
             CustomResourceDefinition::deserialize(document).expect("secretsync crds prints CRDs");
-        let name = crd.metadata.name.clone().expect("CRD name");
-        crds.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("apply CRD {name}: {e}"));
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            await_condition(crds.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("CRD {name} not established within 30s"))
-        .expect("watch CRD");
+        apply_crd(client, &crd).await;
     }
+}
+
+/// Applies a CRD (idempotent) and waits until the apiserver serves it.
+pub async fn apply_crd(client: &kube::Client, crd: &CustomResourceDefinition) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = crd.metadata.name.clone().expect("CRD name");
+    crds.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(crd),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply CRD {name}: {e}"));
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(crds, &name, conditions::is_crd_established()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("CRD {name} not established within 30s"))
+    .expect("watch CRD");
 }
 
 pub async fn ensure_namespace(client: &kube::Client, name: &str) {
