@@ -21,8 +21,8 @@ use crate::testenv::{TestEnv, unique_namespace};
 
 /// A test's world: a namespace of the management cluster with both leaves registered, a
 /// config repository, and the agent's parts.
-struct World {
-    env: &'static TestEnv,
+struct World<'e> {
+    env: &'e TestEnv,
     namespace: String,
     repo: Repo,
     source: GitSource,
@@ -31,9 +31,14 @@ struct World {
     _cache: tempfile::TempDir,
 }
 
-impl World {
-    async fn new() -> World {
-        let env = TestEnv::shared();
+impl World<'static> {
+    async fn new() -> Self {
+        World::in_env(TestEnv::shared()).await
+    }
+}
+
+impl<'e> World<'e> {
+    async fn in_env(env: &'e TestEnv) -> World<'e> {
         let namespace = unique_namespace("sync");
         env.register_leaves(&namespace).await;
         let servers = GitServers::shared();
@@ -501,7 +506,7 @@ async fn a_missing_source_secret_is_reported_and_the_others_go_on() {
     assert_eq!(registry.conditions[0].status, "True");
 }
 
-impl World {
+impl World<'_> {
     fn target_namespace(&self) -> String {
         format!("{}-apps", self.namespace)
     }
@@ -760,4 +765,88 @@ async fn drift_on_a_leaf_is_repaired_and_a_deleted_source_prunes() {
     let (_, report) = world.reconcile().await;
     assert_eq!(report.pruned, 1);
     assert!(world.production_copy().await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_kubeconfig_affects_only_its_cluster() {
+    let mut world = World::new().await;
+    world
+        .put_source_secret("registry-credentials", "token")
+        .await;
+    // Both leaves selected; leaf-cluster-1's kubeconfig is garbage.
+    let everywhere = PRODUCTION_SYNC.replace(
+        "environment: production",
+        "app.kubernetes.io/part-of: fleet",
+    );
+    let clusters = world.gitops_clusters().await;
+    for leaf in ["leaf-cluster-1", "leaf-cluster-2"] {
+        let label = json!({"metadata": {"labels": {"app.kubernetes.io/part-of": "fleet"}}});
+        clusters
+            .patch(leaf, &PatchParams::default(), &Patch::Merge(label))
+            .await
+            .expect("label");
+    }
+    let secrets: Api<Secret> = Api::namespaced(world.env.mgmt.client().await, &world.namespace);
+    let garbage = json!({"data": {"value": "bm90IGEga3ViZWNvbmZpZw=="}});
+    secrets
+        .patch(
+            "leaf-cluster-1-kubeconfig",
+            &PatchParams::default(),
+            &Patch::Merge(garbage),
+        )
+        .await
+        .expect("break kubeconfig");
+    world.commit_sync("clusters/registry.yaml", &everywhere);
+
+    let (_, report) = world.reconcile().await;
+    assert_eq!(report.applied, 1);
+    assert!(
+        world.production_copy().await.is_some(),
+        "the healthy cluster was held back"
+    );
+    let (_, status) = world.status_configmap("registry").await;
+    assert_eq!(status.clusters["leaf-cluster-1"].result, "NotReady");
+    assert!(
+        status.clusters["leaf-cluster-1"]
+            .message
+            .contains("kubeconfig"),
+        "{:?}",
+        status.clusters["leaf-cluster-1"]
+    );
+    assert_eq!(status.clusters["leaf-cluster-2"].result, "Synced");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_no_op_reconcile_sends_no_write_request() {
+    // A private environment: no other test writes there, so the apiservers' own request
+    // counters tell exactly what secretsync sent.
+    let env = TestEnv::start();
+    let mut world = World::in_env(&env).await;
+    world
+        .put_source_secret("registry-credentials", "token")
+        .await;
+    world.commit_sync("clusters/registry.yaml", PRODUCTION_SYNC);
+    world.commit_sync("clusters/other.yaml", OTHER_SYNC);
+    let (_, first) = world.reconcile().await;
+    assert_eq!(first.applied, 2);
+
+    let resources = ["secrets", "configmaps", "namespaces", "secretsyncs"];
+    let clusters = std::iter::once(&env.mgmt).chain(&env.leaves);
+    let before: Vec<u64> =
+        futures::future::join_all(clusters.clone().map(|c| c.write_requests(&resources))).await;
+    let (_, report) = world.reconcile().await;
+    let after: Vec<u64> =
+        futures::future::join_all(clusters.map(|c| c.write_requests(&resources))).await;
+    assert_eq!(
+        (report.applied, report.pruned, report.status_writes),
+        (0, 0, 0)
+    );
+    assert_eq!(
+        after, before,
+        "write requests (mgmt, leaf-1, leaf-2) during a no-op reconcile"
+    );
+    assert!(
+        before.iter().all(|&count| count > 0),
+        "the counters did not see the first reconcile: {before:?}"
+    );
 }

@@ -158,6 +158,37 @@ impl KubeCluster {
         .await
     }
 
+    /// Write requests (POST, PUT, PATCH, server-side APPLY, DELETE) the apiserver has served
+    /// for `resources`, from its own `apiserver_request_total` metric: what a client really
+    /// sent, counted where it cannot be missed.
+    pub async fn write_requests(&self, resources: &[&str]) -> u64 {
+        let request = http::Request::get("/metrics")
+            .body(Vec::new())
+            .expect("request");
+        let metrics = self
+            .client()
+            .await
+            .request_text(request)
+            .await
+            .expect("read /metrics");
+        metrics
+            .lines()
+            .filter(|line| line.starts_with("apiserver_request_total{"))
+            .filter(|line| {
+                ["POST", "PUT", "PATCH", "APPLY", "DELETE"]
+                    .iter()
+                    .any(|verb| line.contains(&format!("verb=\"{verb}\"")))
+            })
+            .filter(|line| {
+                resources
+                    .iter()
+                    .any(|resource| line.contains(&format!("resource=\"{resource}\"")))
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|value| value as u64)
+            .sum()
+    }
+
     /// A kubeconfig for the cluster admin (group `system:masters`).
     pub fn admin_kubeconfig(&self) -> String {
         self.kubeconfig_for(&self.admin)
