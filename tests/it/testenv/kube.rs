@@ -184,8 +184,8 @@ impl KubeCluster {
                     .iter()
                     .any(|resource| line.contains(&format!("resource=\"{resource}\"")))
             })
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .map(|value| value as u64)
+            // Counters are whole numbers, written without a fraction.
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
             .sum()
     }
 
