@@ -850,3 +850,55 @@ async fn a_no_op_reconcile_sends_no_write_request() {
         "the counters did not see the first reconcile: {before:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaf_that_goes_down_delays_only_itself_and_catches_up_when_back() {
+    let env = TestEnv::start();
+    let mut world = World::in_env(&env).await;
+    world
+        .put_source_secret("registry-credentials", "token-1")
+        .await;
+    world.commit_sync("clusters/registry.yaml", PRODUCTION_SYNC);
+    world.commit_sync("clusters/other.yaml", OTHER_SYNC);
+    world.reconcile().await;
+
+    env.stop_leaf("leaf-cluster-2").await;
+    world
+        .put_source_secret("registry-credentials", "token-2")
+        .await;
+    let started = std::time::Instant::now();
+    let (_, report) = world.reconcile_with_problems().await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "a dead leaf stalled the reconcile: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        report.applied, 1,
+        "the live leaf must still get the rotated Secret: {:?}",
+        report.results
+    );
+    let other = world
+        .leaf_secret(
+            "leaf-cluster-1",
+            &format!("{}-other", world.namespace),
+            "registry-credentials",
+        )
+        .await
+        .expect("copy");
+    assert_eq!(other.data.as_ref().expect("data")["token"].0, b"token-2");
+    let (_, status) = world.status_configmap("registry").await;
+    assert_ne!(status.clusters["leaf-cluster-2"].result, "Synced");
+    assert!(
+        status.versions.contains_key("leaf-cluster-2"),
+        "the last known version is kept while the leaf is down"
+    );
+
+    env.restart_leaf("leaf-cluster-2").await;
+    let (_, report) = world.reconcile().await;
+    assert_eq!(report.applied, 1);
+    let copy = world.production_copy().await.expect("copy");
+    assert_eq!(copy.data.as_ref().expect("data")["token"].0, b"token-2");
+    let (_, status) = world.status_configmap("registry").await;
+    assert_eq!(status.clusters["leaf-cluster-2"].result, "Synced");
+}

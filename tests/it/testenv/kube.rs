@@ -71,7 +71,8 @@ pub struct KubeCluster {
     pub server: String,
     ca_pem: String,
     admin: CertPair,
-    service: Service,
+    // Behind an async lock so that a test holding `&TestEnv` can stop and restart it.
+    service: tokio::sync::Mutex<Service>,
 }
 
 impl KubeCluster {
@@ -139,14 +140,15 @@ impl KubeCluster {
             server: format!("https://127.0.0.1:{port}"),
             ca_pem: pki.ca_pem.clone(),
             admin: pki.client(&format!("{name}-admin"), Some("system:masters")),
-            service,
+            service: tokio::sync::Mutex::new(service),
         }
     }
 
     /// Waits until the apiserver reports `/readyz` ok (etcd reachable, bootstrap done).
-    pub async fn wait_ready(&mut self) -> Result<(), String> {
+    pub async fn wait_ready(&self) -> Result<(), String> {
         let client = self.client().await;
-        process::wait_ready(&mut self.service, APISERVER_READY_TIMEOUT, || {
+        let mut service = self.service.lock().await;
+        process::wait_ready(&mut service, APISERVER_READY_TIMEOUT, || {
             let client = client.clone();
             async move {
                 let request = http::Request::get("/readyz")
@@ -187,6 +189,19 @@ impl KubeCluster {
             // Counters are whole numbers, written without a fraction.
             .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
             .sum()
+    }
+
+    /// Stops the apiserver, as a crashed or unreachable leaf.
+    pub async fn stop(&self) {
+        self.service.lock().await.stop();
+    }
+
+    /// Starts the apiserver again on the same port and waits until it is ready.
+    pub async fn restart(&self, reaper: &Reaper) {
+        self.service.lock().await.start(reaper);
+        self.wait_ready()
+            .await
+            .expect("apiserver ready after restart");
     }
 
     /// A kubeconfig for the cluster admin (group `system:masters`).

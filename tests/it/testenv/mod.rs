@@ -31,7 +31,7 @@ pub struct TestEnv {
     // Kept alive for the apiservers; stopped when the environment is dropped.
     _etcd: Etcd,
     // Declared last so that it is dropped last: it removes `root` once the servers are gone.
-    _reaper: Reaper,
+    reaper: Reaper,
 }
 
 impl TestEnv {
@@ -79,12 +79,12 @@ impl TestEnv {
                 &reaper,
             )
         };
-        let mut mgmt = spawn("mgmt");
-        let mut leaves: Vec<KubeCluster> = LEAF_CLUSTERS.iter().map(|name| spawn(name)).collect();
+        let mgmt = spawn("mgmt");
+        let leaves: Vec<KubeCluster> = LEAF_CLUSTERS.iter().map(|name| spawn(name)).collect();
 
         let (mgmt_ready, leaves_ready) = tokio::join!(
             mgmt.wait_ready(),
-            futures::future::join_all(leaves.iter_mut().map(KubeCluster::wait_ready)),
+            futures::future::join_all(leaves.iter().map(KubeCluster::wait_ready)),
         );
         mgmt_ready.expect("management cluster ready");
         for ready in leaves_ready {
@@ -102,8 +102,27 @@ impl TestEnv {
             mgmt,
             leaves,
             _etcd: etcd,
-            _reaper: reaper,
+            reaper,
         }
+    }
+}
+
+impl TestEnv {
+    /// Stops a leaf's apiserver (in a private environment: other tests share the shared one).
+    pub async fn stop_leaf(&self, name: &str) {
+        self.leaf(name).stop().await;
+    }
+
+    /// Starts a stopped leaf's apiserver again, on the same port, and waits until it is ready.
+    pub async fn restart_leaf(&self, name: &str) {
+        self.leaf(name).restart(&self.reaper).await;
+    }
+
+    pub fn leaf(&self, name: &str) -> &KubeCluster {
+        self.leaves
+            .iter()
+            .find(|l| l.name == name)
+            .unwrap_or_else(|| panic!("no leaf {name}"))
     }
 }
 

@@ -56,35 +56,44 @@ impl Reaper {
     }
 }
 
-/// A long-running child process; killed on drop.
+/// A long-running child process; killed on drop, restartable with the same command line.
 pub struct Service {
     pub name: String,
+    command: Command,
     child: Option<Child>,
     log: PathBuf,
 }
 
 impl Service {
     /// Starts `command` with stdin closed and stdout/stderr appended to `<log_dir>/<name>.log`.
-    pub fn spawn(name: &str, mut command: Command, log_dir: &Path, reaper: &Reaper) -> Service {
-        let log = log_dir.join(format!("{name}.log"));
+    pub fn spawn(name: &str, command: Command, log_dir: &Path, reaper: &Reaper) -> Service {
+        let mut service = Service {
+            name: name.to_owned(),
+            command,
+            child: None,
+            log: log_dir.join(format!("{name}.log")),
+        };
+        service.start(reaper);
+        service
+    }
+
+    /// Starts the process (again, after `stop`), with the same command line.
+    pub fn start(&mut self, reaper: &Reaper) {
         let out = OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&log)
+            .open(&self.log)
             .expect("open log");
         let err = out.try_clone().expect("clone log handle");
-        let child = command
+        let child = self
+            .command
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
-            .unwrap_or_else(|e| panic!("start {name} ({command:?}): {e}"));
+            .unwrap_or_else(|e| panic!("start {} ({:?}): {e}", self.name, self.command));
         reaper.register(child.id());
-        Service {
-            name: name.to_owned(),
-            child: Some(child),
-            log,
-        }
+        self.child = Some(child);
     }
 
     /// Whether the process is still alive (it may have exited on a bad flag or a taken port).
