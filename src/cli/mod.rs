@@ -41,6 +41,9 @@ pub enum Command {
     /// reconcile, a summary, and exit 0 only when every selected cluster holds its copy.
     /// Talks to the management cluster through KUBECONFIG or the in-cluster account.
     Run(Box<run::RunArgs>),
+    /// Show what `run --once` would do — per SecretSync and cluster: create, update,
+    /// unchanged or skipped (and why), and which copies would be pruned — writing nothing.
+    Plan(Box<run::PlanArgs>),
 }
 
 /// How results are printed.
@@ -66,6 +69,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Crds(args) => crds::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Validate(args) => validate::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Plan(args) => run::plan(&args),
     };
     match outcome {
         Ok(code) => code,

@@ -19,6 +19,7 @@ use crate::source::git::{GitSource, RemoteUrl};
 use crate::source::local::LocalSource;
 use crate::source::{Selection, Snapshot};
 use crate::status::model::{result_message, result_name};
+use crate::sync::apply::Outcome;
 use crate::sync::{ReconcileOptions, ReconcileReport, Reconciler};
 
 #[derive(Debug, Args)]
@@ -27,6 +28,23 @@ pub struct RunArgs {
     #[arg(long)]
     pub once: bool,
 
+    /// Append a JSON line per apply and prune to this file.
+    #[arg(long, env = "SECRETSYNC_AUDIT_LOG", value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub common: ReconcileArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub common: ReconcileArgs,
+}
+
+/// What `run` and `plan` share: where the manifests come from and what is served.
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
     /// The config repository (URL) or a directory holding the SecretSync manifests.
     #[arg(long, env = "SECRETSYNC_SOURCE")]
     pub source: String,
@@ -56,10 +74,6 @@ pub struct RunArgs {
     #[arg(long, default_value = "/tmp/secretsync", env = "SECRETSYNC_DATA_DIR")]
     pub data_dir: PathBuf,
 
-    /// Append a JSON line per apply and prune to this file.
-    #[arg(long, env = "SECRETSYNC_AUDIT_LOG", value_name = "FILE")]
-    pub audit_log: Option<PathBuf>,
-
     /// Output format of the summary.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -79,45 +93,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         args.once,
         "the long-running agent is not built yet: use `secretsync run --once` for one reconcile"
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(run_once(args))
-}
-
-async fn run_once(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let selection = Selection::new(&args.paths)?;
-    let snapshot = read_snapshot(args, selection).await?;
-    let set = Parser::new(&args.default_namespace).parse(&snapshot);
-    for diagnostic in &set.diagnostics {
-        tracing::warn!(%diagnostic, "manifest problem");
-    }
-    let mgmt = kube::Client::try_default()
-        .await
-        .context("connecting to the management cluster (KUBECONFIG or in-cluster)")?;
     let audit = match &args.audit_log {
         Some(path) => Some(Arc::new(AuditLog::open(path)?)),
         None => None,
     };
-    let options = ReconcileOptions {
-        namespaces: (!args.namespaces.is_empty()).then(|| args.namespaces.clone()),
-        allow_empty_source: args.allow_empty_source,
-        audit,
-    };
-    let report = Reconciler::new(mgmt, ClientCache::default())
-        .with_options(options)
-        .reconcile(&set)
-        .await;
-    let mut out = std::io::stdout().lock();
-    match args.output {
-        OutputFormat::Json => writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&summary_json(&set, &report))?
-        )?,
-        OutputFormat::Text => write_text(&mut out, &set, &report)?,
-    }
+    let (set, report) = block_on(reconcile(&args.common, audit, false))?;
+    print_summary(&args.common, &set, &report, false)?;
     let all_synced = report
         .results
         .values()
@@ -131,7 +112,71 @@ async fn run_once(args: &RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn read_snapshot(args: &RunArgs, selection: Selection) -> anyhow::Result<Snapshot> {
+/// `secretsync plan`: the same inputs as `run --once`, nothing written.
+pub fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let (set, report) = block_on(reconcile(&args.common, None, true))?;
+    print_summary(&args.common, &set, &report, true)?;
+    Ok(if set.has_errors() {
+        ExitCode::from(EXIT_NOT_SYNCED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn block_on<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(future)
+}
+
+async fn reconcile(
+    args: &ReconcileArgs,
+    audit: Option<Arc<AuditLog>>,
+    dry_run: bool,
+) -> anyhow::Result<(ManifestSet, ReconcileReport)> {
+    let selection = Selection::new(&args.paths)?;
+    let snapshot = read_snapshot(args, selection).await?;
+    let set = Parser::new(&args.default_namespace).parse(&snapshot);
+    for diagnostic in &set.diagnostics {
+        tracing::warn!(%diagnostic, "manifest problem");
+    }
+    let mgmt = kube::Client::try_default()
+        .await
+        .context("connecting to the management cluster (KUBECONFIG or in-cluster)")?;
+    let options = ReconcileOptions {
+        namespaces: (!args.namespaces.is_empty()).then(|| args.namespaces.clone()),
+        allow_empty_source: args.allow_empty_source,
+        audit,
+        dry_run,
+    };
+    let report = Reconciler::new(mgmt, ClientCache::default())
+        .with_options(options)
+        .reconcile(&set)
+        .await;
+    Ok((set, report))
+}
+
+fn print_summary(
+    args: &ReconcileArgs,
+    set: &ManifestSet,
+    report: &ReconcileReport,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        OutputFormat::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&summary_json(set, report))?
+        )?,
+        OutputFormat::Text => write_text(&mut out, set, report, dry_run)?,
+    }
+    Ok(())
+}
+
+async fn read_snapshot(args: &ReconcileArgs, selection: Selection) -> anyhow::Result<Snapshot> {
     let directory = PathBuf::from(&args.source);
     if directory.is_dir() {
         let source = LocalSource::new(directory, selection);
@@ -158,6 +203,7 @@ fn write_text(
     out: &mut impl std::io::Write,
     set: &ManifestSet,
     report: &ReconcileReport,
+    dry_run: bool,
 ) -> std::io::Result<()> {
     writeln!(out, "revision {}", set.revision)?;
     for (sync, results) in &report.results {
@@ -177,8 +223,25 @@ fn write_text(
             )?;
         }
     }
+    let prune_word = if dry_run { "would prune" } else { "pruned" };
+    for prune in &report.prunes {
+        writeln!(out, "{prune_word} {prune}")?;
+    }
     for problem in &report.problems {
         writeln!(out, "problem: {problem}")?;
+    }
+    if dry_run {
+        let changes = report
+            .results
+            .values()
+            .flatten()
+            .filter(|r| matches!(r.outcome, Outcome::WouldApply { .. }))
+            .count();
+        return writeln!(
+            out,
+            "plan: {changes} to write, {} to prune; nothing was written",
+            report.prunes.len()
+        );
     }
     let synced = report
         .results

@@ -158,6 +158,8 @@ pub fn result_name(outcome: &Outcome) -> String {
         Outcome::Applied { .. } | Outcome::Unchanged { .. } => SYNCED.to_owned(),
         Outcome::Skipped(reason) => skip_name(reason).to_owned(),
         Outcome::NotOwned { .. } => "NotOwned".to_owned(),
+        Outcome::WouldApply { create: true } => "WouldCreate".to_owned(),
+        Outcome::WouldApply { create: false } => "WouldUpdate".to_owned(),
         Outcome::Failed { .. } => "Error".to_owned(),
     }
 }
@@ -175,7 +177,9 @@ fn skip_name(reason: &SkipReason) -> &'static str {
 #[must_use]
 pub fn result_message(outcome: &Outcome) -> String {
     match outcome {
-        Outcome::Applied { .. } | Outcome::Unchanged { .. } => String::new(),
+        Outcome::Applied { .. } | Outcome::Unchanged { .. } | Outcome::WouldApply { .. } => {
+            String::new()
+        }
         Outcome::Skipped(SkipReason::ClusterNotReady { message }) | Outcome::Failed { message } => {
             message.clone()
         }

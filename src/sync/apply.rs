@@ -42,6 +42,10 @@ pub enum Outcome {
     NotOwned {
         target: String,
     },
+    /// Dry run: would be written (created when `create`, else updated).
+    WouldApply {
+        create: bool,
+    },
     Failed {
         message: String,
     },
@@ -65,11 +69,16 @@ impl Outcome {
 
 /// Makes one leaf cluster hold the requested Secrets. Requests are independent: one failing
 /// does not stop the others.
-pub async fn apply_all(client: &kube::Client, requests: &[ApplyRequest]) -> Vec<Outcome> {
+/// With `dry_run`, nothing is written: the outcome says what would be.
+pub async fn apply_all(
+    client: &kube::Client,
+    requests: &[ApplyRequest],
+    dry_run: bool,
+) -> Vec<Outcome> {
     let mut namespaces_ready = BTreeSet::new();
     let mut outcomes = Vec::with_capacity(requests.len());
     for request in requests {
-        let outcome = match apply_one(client, request, &mut namespaces_ready).await {
+        let outcome = match apply_one(client, request, &mut namespaces_ready, dry_run).await {
             Ok(outcome) => outcome,
             Err(error) => Outcome::Failed {
                 message: describe(&error),
@@ -84,26 +93,38 @@ async fn apply_one(
     client: &kube::Client,
     request: &ApplyRequest,
     namespaces_ready: &mut BTreeSet<String>,
+    dry_run: bool,
 ) -> Result<Outcome, kube::Error> {
     let desired = &request.desired;
     let namespace = desired.metadata.namespace.as_deref().unwrap_or("default");
     let name = desired.metadata.name.as_deref().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    if let Some(existing) = secrets.get_opt(name).await? {
+    let existing = secrets.get_opt(name).await?;
+    if let Some(existing) = existing.as_ref() {
         let ours =
-            is_managed(&existing) && label(&existing, OWNER_LABEL) == label(desired, OWNER_LABEL);
+            is_managed(existing) && label(existing, OWNER_LABEL) == label(desired, OWNER_LABEL);
         if !ours && !request.adopt {
             return Ok(Outcome::NotOwned {
                 target: format!("{namespace}/{name}"),
             });
         }
-        if ours && matches(&existing, desired) {
+        if ours && matches(existing, desired) {
             return Ok(Outcome::Unchanged {
-                revision: annotation(&existing, REVISION_ANNOTATION).unwrap_or_default(),
-                resource_version: existing.metadata.resource_version.unwrap_or_default(),
+                revision: annotation(existing, REVISION_ANNOTATION).unwrap_or_default(),
+                resource_version: existing
+                    .metadata
+                    .resource_version
+                    .clone()
+                    .unwrap_or_default(),
             });
         }
-    } else if namespaces_ready.insert(namespace.to_owned()) {
+    }
+    if dry_run {
+        return Ok(Outcome::WouldApply {
+            create: existing.is_none(),
+        });
+    }
+    if existing.is_none() && namespaces_ready.insert(namespace.to_owned()) {
         ensure_namespace(client, namespace).await?;
     }
     // Forced: fields another manager set on an adopted or drifted copy are taken back.

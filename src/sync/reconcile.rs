@@ -32,6 +32,8 @@ pub struct ReconcileReport {
     pub applied: usize,
     /// Leaf Secrets deleted because no SecretSync wants them any more.
     pub pruned: usize,
+    /// What was (or, in a dry run, would be) pruned: `cluster: namespace/name`.
+    pub prunes: Vec<String>,
     /// Statuses written (unchanged statuses are not).
     pub status_writes: usize,
     /// Problems that are not one pair's: clusters that could not be listed, status writes
@@ -49,6 +51,8 @@ pub struct ReconcileOptions {
     pub allow_empty_source: bool,
     /// Where every apply and prune is recorded.
     pub audit: Option<Arc<AuditLog>>,
+    /// Read everything, write nothing: outcomes say what would be written and pruned.
+    pub dry_run: bool,
 }
 
 pub struct Reconciler {
@@ -84,7 +88,7 @@ impl Reconciler {
         let (targets, leaves) = self.connect(&listed.clusters).await;
         let sources = self.source_secrets(&set.syncs).await;
         let items = plan(&set.syncs, &targets, &sources, &set.revision);
-        let outcomes = apply_planned(&items, &leaves, &set.syncs).await;
+        let outcomes = apply_planned(&items, &leaves, &set.syncs, self.options.dry_run).await;
         report.applied = outcomes
             .iter()
             .filter(|(_, o)| matches!(o, Outcome::Applied { .. }))
@@ -93,6 +97,7 @@ impl Reconciler {
         self.prune(&leaves, &items, set, &mut report, &mut audit)
             .await;
         if let Some(log) = &self.options.audit
+            && !self.options.dry_run
             && let Err(error) = log.append(&audit)
         {
             report.problems.push(error.to_string());
@@ -171,6 +176,12 @@ impl Reconciler {
             let Some(leaf) = leaves.get(&key) else {
                 continue;
             };
+            report
+                .prunes
+                .push(format!("{key}: {}/{}", copy.namespace, copy.name));
+            if self.options.dry_run {
+                continue;
+            }
             match prune::delete(leaf.client(), copy).await {
                 Ok(()) => {
                     tracing::info!(cluster = %key, namespace = %copy.namespace, secret = %copy.name, "pruned");
@@ -262,7 +273,7 @@ impl Reconciler {
     ) -> Result<bool, crate::status::StatusError> {
         let (target, previous) = self.status.read(key).await?;
         let next = SyncStatus::next(&previous, revision, results, &now());
-        if next == previous {
+        if next == previous || self.options.dry_run {
             return Ok(false);
         }
         self.status.write(key, &target, &next).await?;
@@ -276,6 +287,7 @@ async fn apply_planned(
     items: &[PlanItem],
     leaves: &BTreeMap<ClusterKey, Arc<LeafClient>>,
     syncs: &[SecretSync],
+    dry_run: bool,
 ) -> Vec<(usize, Outcome)> {
     let adopt: BTreeMap<&SecretSyncKey, bool> =
         syncs.iter().map(|s| (&s.key, s.options.adopt)).collect();
@@ -301,7 +313,7 @@ async fn apply_planned(
     let cluster_batches = per_cluster.into_iter().map(|(cluster, batch)| async move {
         let requests: Vec<ApplyRequest> = batch.iter().map(|(_, r)| r.clone()).collect();
         let results = match leaves.get(&cluster) {
-            Some(leaf) => apply_all(leaf.client(), &requests).await,
+            Some(leaf) => apply_all(leaf.client(), &requests, dry_run).await,
             None => vec![
                 Outcome::Failed {
                     message: format!("no client for {cluster}")

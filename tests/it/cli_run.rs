@@ -55,25 +55,59 @@ async fn arrange_clusters(env: &TestEnv) {
 
 /// Runs `secretsync run --once` against `source` with the management cluster's kubeconfig.
 fn run_once(env: &TestEnv, source: &str, work: &Path) -> Output {
+    let audit = work.join("audit.jsonl");
+    secretsync(
+        env,
+        &[
+            "run",
+            "--once",
+            "--audit-log",
+            audit.to_str().expect("utf-8"),
+        ],
+        source,
+        work,
+    )
+}
+
+/// Runs a secretsync command (`run --once`, `plan`) against `source`.
+fn secretsync(env: &TestEnv, command: &[&str], source: &str, work: &Path) -> Output {
     let kubeconfig = work.join("mgmt.kubeconfig");
     std::fs::write(&kubeconfig, env.mgmt.admin_kubeconfig()).expect("kubeconfig");
     Command::new(env!("CARGO_BIN_EXE_secretsync"))
-        .args([
-            "run",
-            "--once",
-            "--namespaces",
-            "default",
-            "--source",
-            source,
-        ])
+        .args(command)
+        .args(["--namespaces", "default", "--source", source])
         .arg("--data-dir")
         .arg(work.join("data"))
-        .arg("--audit-log")
-        .arg(work.join("audit.jsonl"))
         .env("KUBECONFIG", &kubeconfig)
         .env("SECRETSYNC_LOG", "debug")
         .output()
         .expect("run secretsync")
+}
+
+/// `plan` says what `run --once` would do and writes nothing.
+async fn plan_writes_nothing(env: &TestEnv, url: &str, work: &Path) {
+    let planned = secretsync(env, &["plan"], url, work);
+    let plan_text = String::from_utf8_lossy(&planned.stdout);
+    assert_eq!(
+        planned.status.code(),
+        Some(0),
+        "{plan_text}{}",
+        String::from_utf8_lossy(&planned.stderr)
+    );
+    assert!(
+        plan_text.contains("default/my-dev-secret-syncer → leaf-cluster-1: WouldCreate"),
+        "{plan_text}"
+    );
+    assert!(plan_text.contains("nothing was written"), "{plan_text}");
+    let leaf_1: Api<Secret> = Api::namespaced(env.leaves[0].client().await, "my-namespace");
+    assert!(
+        leaf_1
+            .get_opt("my-dev-secret")
+            .await
+            .expect("read")
+            .is_none(),
+        "plan wrote to a leaf"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,7 +124,11 @@ async fn the_documented_scenario_end_to_end() {
         .commit("sync my-dev-secret to dev clusters");
 
     let work = tempfile::tempdir().expect("tempdir");
-    let output = run_once(env, &servers.url(&repo, Transport::File), work.path());
+    let url = servers.url(&repo, Transport::File);
+
+    plan_writes_nothing(env, &url, work.path()).await;
+    let leaf_1: Api<Secret> = Api::namespaced(env.leaves[0].client().await, "my-namespace");
+    let output = run_once(env, &url, work.path());
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
@@ -99,7 +137,6 @@ async fn the_documented_scenario_end_to_end() {
         "{stdout}"
     );
 
-    let leaf_1: Api<Secret> = Api::namespaced(env.leaves[0].client().await, "my-namespace");
     let copy = leaf_1
         .get("my-dev-secret")
         .await
