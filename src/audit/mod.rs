@@ -2,6 +2,8 @@
 //! (apply and prune), so that "which commit put this secret on that cluster?" has an answer
 //! even after the copy is gone. Never holds secret data.
 
+pub mod events;
+
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

@@ -13,13 +13,14 @@ use super::apply::{ApplyRequest, Outcome, apply_all};
 use super::desired::{MANIFEST_ANNOTATION, SOURCE_VERSION_ANNOTATION, annotation};
 use super::plan::{Action, ClusterTarget, PlanItem, plan};
 use super::prune;
+use crate::audit::events::{EventPublisher, secret_reference, secret_sync_reference};
 use crate::audit::{AuditAction, AuditLog, AuditRecord};
 use crate::cluster::{
     ClientCache, ClusterKey, ClusterName, LeafClient, list_all_clusters, list_clusters_in,
     read_kubeconfig, readiness,
 };
 use crate::manifest::{ManifestSet, SecretSync, SecretSyncKey};
-use crate::status::{ClusterResult, StatusStore, SyncStatus};
+use crate::status::{ClusterResult, StatusStore, StatusTarget, SyncStatus};
 
 /// Leaf clusters written to at the same time.
 pub const CLUSTER_CONCURRENCY: usize = 8;
@@ -59,6 +60,7 @@ pub struct Reconciler {
     mgmt: kube::Client,
     clients: ClientCache,
     status: StatusStore,
+    events: EventPublisher,
     options: ReconcileOptions,
 }
 
@@ -67,6 +69,7 @@ impl Reconciler {
     pub fn new(mgmt: kube::Client, clients: ClientCache) -> Self {
         Reconciler {
             status: StatusStore::new(mgmt.clone()),
+            events: EventPublisher::new(mgmt.clone()),
             mgmt,
             clients,
             options: ReconcileOptions::default(),
@@ -103,6 +106,7 @@ impl Reconciler {
             report.problems.push(error.to_string());
         }
 
+        let mut targets = BTreeMap::new();
         for sync in &set.syncs {
             let results: Vec<ClusterResult> = items
                 .iter()
@@ -118,12 +122,18 @@ impl Reconciler {
                 .write_status(&sync.key, &set.revision.to_string(), &results)
                 .await
             {
-                Ok(true) => report.status_writes += 1,
-                Ok(false) => {}
+                Ok((target, wrote)) => {
+                    report.status_writes += usize::from(wrote);
+                    targets.insert(
+                        sync.key.to_string(),
+                        (target, sync.spec.secret_ref.name.clone()),
+                    );
+                }
                 Err(problem) => report.problems.push(problem.to_string()),
             }
             report.results.insert(sync.key.clone(), results);
         }
+        self.publish_events(&audit, &targets, &mut report).await;
         self.clients.sweep();
         report
     }
@@ -270,14 +280,44 @@ impl Reconciler {
         key: &SecretSyncKey,
         revision: &str,
         results: &[ClusterResult],
-    ) -> Result<bool, crate::status::StatusError> {
+    ) -> Result<(StatusTarget, bool), crate::status::StatusError> {
         let (target, previous) = self.status.read(key).await?;
         let next = SyncStatus::next(&previous, revision, results, &now());
         if next == previous || self.options.dry_run {
-            return Ok(false);
+            return Ok((target, false));
         }
         self.status.write(key, &target, &next).await?;
-        Ok(true)
+        Ok((target, true))
+    }
+
+    /// One Event per write, on the SecretSync object when it exists, else on the source
+    /// Secret (a pruned copy whose SecretSync is gone: the Secret it was copied from).
+    async fn publish_events(
+        &self,
+        records: &[AuditRecord],
+        targets: &BTreeMap<String, (StatusTarget, String)>,
+        report: &mut ReconcileReport,
+    ) {
+        if self.options.dry_run {
+            return;
+        }
+        for record in records {
+            let sync = record.secret_sync.clone().unwrap_or_default();
+            let (namespace, name) = sync.split_once('/').unwrap_or(("", ""));
+            let regarding = match targets.get(&sync) {
+                Some((StatusTarget::Object, _)) => secret_sync_reference(namespace, name, None),
+                Some((StatusTarget::ConfigMap(_), secret)) => secret_reference(namespace, secret),
+                None => secret_reference(
+                    namespace,
+                    record.target.rsplit('/').next().unwrap_or_default(),
+                ),
+            };
+            if let Err(error) = self.events.publish(&regarding, record).await {
+                report
+                    .problems
+                    .push(format!("publishing an Event for {sync}: {error}"));
+            }
+        }
     }
 }
 

@@ -152,6 +152,45 @@ impl<'e> World<'e> {
     }
 }
 
+impl World<'_> {
+    /// An `Applied` Event about `kind`/`name` names the commit and the cluster, and no data.
+    async fn assert_applied_event(&self, kind: &str, name: &str, commit: &str) {
+        let events = self.events_about(kind, name).await;
+        let applied = events
+            .iter()
+            .find(|e| e.reason.as_deref() == Some("Applied"))
+            .expect("an Applied Event");
+        let note = applied.note.as_deref().unwrap_or_default();
+        assert!(
+            note.contains(&format!("main@sha1:{commit}")) && note.contains("leaf-cluster-2"),
+            "{note}"
+        );
+        assert!(!note.contains("s3cr3t"), "{note}");
+    }
+
+    /// The Events secretsync published about `kind`/`name` in the test's namespace.
+    async fn events_about(
+        &self,
+        kind: &str,
+        name: &str,
+    ) -> Vec<k8s_openapi::api::events::v1::Event> {
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.env.mgmt.client().await, &self.namespace);
+        let list = events
+            .list(&kube::api::ListParams::default())
+            .await
+            .expect("list Events");
+        list.items
+            .into_iter()
+            .filter(|e| {
+                e.regarding.as_ref().is_some_and(|r| {
+                    r.kind.as_deref() == Some(kind) && r.name.as_deref() == Some(name)
+                })
+            })
+            .collect()
+    }
+}
+
 const PRODUCTION_SYNC: &str = "\
 apiVersion: capi.weave.works/v1alpha1
 kind: SecretSync
@@ -251,6 +290,10 @@ async fn a_committed_secretsync_puts_the_secret_on_the_selected_leaf_and_records
         !rendered.contains("s3cr3t") && !rendered.contains("czNjcjN0"),
         "status holds secret data: {rendered}"
     );
+    // Without a SecretSync object, the Event is about the source Secret.
+    world
+        .assert_applied_event("Secret", "registry-credentials", &commit)
+        .await;
 
     // Nothing changed: nothing is written, neither to the leaf nor to the status.
     let (_, report) = world.reconcile().await;
@@ -367,6 +410,13 @@ async fn status_goes_to_the_secretsync_object_when_it_exists() {
     );
     assert_eq!(stored.data["status"]["conditions"][0]["type"], "Ready");
     assert_eq!(stored.data["status"]["conditions"][0]["status"], "True");
+    let events = world.events_about("SecretSync", "registry").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Applied")),
+        "no Applied Event on the SecretSync: {events:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
