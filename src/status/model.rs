@@ -23,6 +23,9 @@ pub struct SyncStatus {
     pub last_attempted_revision: Option<String>,
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// The SecretSync object's `metadata.generation` this status describes (object only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +58,8 @@ pub struct Condition {
     pub reason: String,
     pub message: String,
     pub last_transition_time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
 }
 
 /// What one reconcile found for one cluster of a SecretSync.
@@ -67,6 +72,16 @@ pub struct ClusterResult {
 }
 
 impl SyncStatus {
+    /// Marks the status and its conditions as describing `generation` of the object.
+    #[must_use]
+    pub fn observing(mut self, generation: Option<i64>) -> Self {
+        self.observed_generation = generation;
+        for condition in &mut self.conditions {
+            condition.observed_generation = generation;
+        }
+        self
+    }
+
     /// The status after a reconcile of `revision` that produced `results` (one per selected
     /// cluster), given the previous status. `now` is RFC 3339.
     #[must_use]
@@ -271,6 +286,7 @@ fn condition(type_: &str, ok: bool, reason: &str, message: String) -> Condition 
         reason: reason.to_owned(),
         message,
         last_transition_time: String::new(),
+        observed_generation: None,
     }
 }
 

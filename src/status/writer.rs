@@ -43,8 +43,8 @@ pub enum StatusError {
 /// Where a status lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatusTarget {
-    /// The SecretSync object's status subresource.
-    Object,
+    /// The SecretSync object's status subresource; `generation` is its `metadata.generation`.
+    Object { generation: Option<i64> },
     /// A ConfigMap of this name in the SecretSync's namespace.
     ConfigMap(String),
 }
@@ -88,7 +88,12 @@ impl StatusStore {
         // Without the CRD the apiserver answers 404 as for a missing object: both mean "no object".
         if let Some(object) = objects.get_opt(&key.name).await.map_err(read_error)? {
             let status = serde_json::from_value(object.data["status"].clone()).unwrap_or_default();
-            return Ok((StatusTarget::Object, status));
+            return Ok((
+                StatusTarget::Object {
+                    generation: object.metadata.generation,
+                },
+                status,
+            ));
         }
         let name = configmap_name(key);
         let configmaps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &key.namespace);
@@ -117,7 +122,7 @@ impl StatusStore {
     ) -> Result<(), StatusError> {
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let result = match target {
-            StatusTarget::Object => {
+            StatusTarget::Object { .. } => {
                 let objects: Api<DynamicObject> = Api::namespaced_with(
                     self.client.clone(),
                     &key.namespace,
@@ -174,7 +179,7 @@ fn status_configmap(key: &SecretSyncKey, name: &str, status: &SyncStatus) -> Con
 
 fn describe(target: &StatusTarget) -> String {
     match target {
-        StatusTarget::Object => "its status subresource".to_owned(),
+        StatusTarget::Object { .. } => "its status subresource".to_owned(),
         StatusTarget::ConfigMap(name) => format!("ConfigMap {name}"),
     }
 }

@@ -282,7 +282,11 @@ impl Reconciler {
         results: &[ClusterResult],
     ) -> Result<(StatusTarget, bool), crate::status::StatusError> {
         let (target, previous) = self.status.read(key).await?;
-        let next = SyncStatus::next(&previous, revision, results, &now());
+        let generation = match &target {
+            StatusTarget::Object { generation } => *generation,
+            StatusTarget::ConfigMap(_) => None,
+        };
+        let next = SyncStatus::next(&previous, revision, results, &now()).observing(generation);
         if next == previous || self.options.dry_run {
             return Ok((target, false));
         }
@@ -305,7 +309,9 @@ impl Reconciler {
             let sync = record.secret_sync.clone().unwrap_or_default();
             let (namespace, name) = sync.split_once('/').unwrap_or(("", ""));
             let regarding = match targets.get(&sync) {
-                Some((StatusTarget::Object, _)) => secret_sync_reference(namespace, name, None),
+                Some((StatusTarget::Object { .. }, _)) => {
+                    secret_sync_reference(namespace, name, None)
+                }
                 Some((StatusTarget::ConfigMap(_), secret)) => secret_reference(namespace, secret),
                 None => secret_reference(
                     namespace,

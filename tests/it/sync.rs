@@ -410,6 +410,15 @@ async fn status_goes_to_the_secretsync_object_when_it_exists() {
     );
     assert_eq!(stored.data["status"]["conditions"][0]["type"], "Ready");
     assert_eq!(stored.data["status"]["conditions"][0]["status"], "True");
+    let generation = stored.metadata.generation.expect("generation");
+    assert_eq!(stored.data["status"]["observedGeneration"], generation);
+    assert_eq!(
+        stored.data["status"]["conditions"][0]["observedGeneration"],
+        generation
+    );
+    // Reconciling again with nothing changed leaves the object's status alone.
+    let (_, report) = world.reconcile().await;
+    assert_eq!(report.status_writes, 0);
     let events = world.events_about("SecretSync", "registry").await;
     assert!(
         events
