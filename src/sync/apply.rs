@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::ObjectMeta;
 use serde::Serialize;
 
@@ -127,6 +127,9 @@ async fn apply_one(
     if existing.is_none() && namespaces_ready.insert(namespace.to_owned()) {
         ensure_namespace(client, namespace).await?;
     }
+    if let Some(existing) = existing.as_ref().filter(|e| needs_replacing(e, desired)) {
+        replace(&secrets, existing).await?;
+    }
     // Forced: fields another manager set on an adopted or drifted copy are taken back.
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let applied = secrets.patch(name, &params, &Patch::Apply(desired)).await?;
@@ -134,6 +137,31 @@ async fn apply_one(
         resource_version: applied.metadata.resource_version.unwrap_or_default(),
         revision: annotation(desired, REVISION_ANNOTATION).unwrap_or_default(),
     })
+}
+
+/// Kubernetes never changes a Secret's `type`, nor the data of an immutable one: such a
+/// copy is deleted and created anew instead of updated.
+fn needs_replacing(existing: &Secret, desired: &Secret) -> bool {
+    let type_of = |s: &Secret| s.type_.clone().unwrap_or_else(|| "Opaque".to_owned());
+    type_of(existing) != type_of(desired)
+        || (existing.immutable == Some(true) && existing.data != desired.data)
+}
+
+/// Deletes `existing` (only that very object: uid precondition) so that it can be created anew.
+async fn replace(secrets: &Api<Secret>, existing: &Secret) -> Result<(), kube::Error> {
+    let name = existing.metadata.name.as_deref().unwrap_or_default();
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: existing.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match secrets.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => Err(error),
+    }
 }
 
 /// Creates the target namespace when it is missing (a leaf may not have it yet).

@@ -961,3 +961,47 @@ async fn a_leaf_that_goes_down_delays_only_itself_and_catches_up_when_back() {
     let (_, status) = world.status_configmap("registry").await;
     assert_eq!(status.clusters["leaf-cluster-2"].result, "Synced");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_immutable_secret_is_replaced_when_its_source_changes() {
+    let mut world = World::new().await;
+    let secrets: Api<Secret> = Api::namespaced(world.env.mgmt.client().await, &world.namespace);
+    let immutable = |value: &str| Secret {
+        metadata: ObjectMeta {
+            name: Some("registry-credentials".to_owned()),
+            ..ObjectMeta::default()
+        },
+        immutable: Some(true),
+        data: Some(BTreeMap::from([(
+            "token".to_owned(),
+            ByteString(value.as_bytes().to_vec()),
+        )])),
+        ..Secret::default()
+    };
+    secrets
+        .create(&kube::api::PostParams::default(), &immutable("first"))
+        .await
+        .expect("source");
+    world.commit_sync("clusters/registry.yaml", PRODUCTION_SYNC);
+    world.reconcile().await;
+    let first = world.production_copy().await.expect("copy");
+    assert_eq!(first.immutable, Some(true));
+
+    // An immutable source is rotated by replacing it; the leaf copy must follow.
+    secrets
+        .delete("registry-credentials", &kube::api::DeleteParams::default())
+        .await
+        .expect("delete source");
+    secrets
+        .create(&kube::api::PostParams::default(), &immutable("second"))
+        .await
+        .expect("new source");
+    let (_, report) = world.reconcile().await;
+    assert_eq!(report.applied, 1);
+    let second = world.production_copy().await.expect("copy");
+    assert_eq!(second.data.as_ref().expect("data")["token"].0, b"second");
+    assert_ne!(
+        second.metadata.uid, first.metadata.uid,
+        "the immutable copy was replaced, not edited"
+    );
+}
