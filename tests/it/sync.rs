@@ -83,14 +83,28 @@ impl<'e> World<'e> {
     }
 
     async fn reconcile_with_problems(&mut self) -> (ManifestSet, ReconcileReport) {
+        let set = self.parse_head();
+        assert!(!set.has_errors(), "{:?}", set.diagnostics);
+        let report = self.reconciler.reconcile(&set).await;
+        (set, report)
+    }
+
+    /// Fetches the repository and parses its head commit, as the agent does.
+    fn parse_head(&mut self) -> ManifestSet {
         let fetched = tokio::task::block_in_place(|| self.source.fetch()).expect("fetch");
         let snapshot =
             tokio::task::block_in_place(|| self.source.snapshot(&fetched, &Selection::default()))
                 .expect("snapshot");
-        let set = self.parser.parse(&snapshot);
-        assert!(!set.has_errors(), "{:?}", set.diagnostics);
-        let report = self.reconciler.reconcile(&set).await;
-        (set, report)
+        self.parser.parse(&snapshot)
+    }
+
+    /// The common start: the source Secret holds `token`, the production SecretSync is
+    /// committed, and one reconcile has run.
+    async fn with_production_sync(mut self, token: &str) -> Self {
+        self.put_source_secret("registry-credentials", token).await;
+        self.commit_sync("clusters/registry.yaml", PRODUCTION_SYNC);
+        self.reconcile().await;
+        self
     }
 
     async fn put_source_secret(&self, name: &str, value: &str) -> Secret {
@@ -328,12 +342,10 @@ async fn a_committed_secretsync_puts_the_secret_on_the_selected_leaf_and_records
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_source_secret_reaches_the_leaf_and_the_status() {
-    let mut world = World::new().await;
-    world
-        .put_source_secret("registry-credentials", "token-before")
+    let mut world = World::new()
+        .await
+        .with_production_sync("token-before")
         .await;
-    world.commit_sync("clusters/registry.yaml", PRODUCTION_SYNC);
-    world.reconcile().await;
     let target_ns = format!("{}-apps", world.namespace);
     let before = world
         .leaf_secret("leaf-cluster-2", &target_ns, "registry-credentials")
@@ -656,12 +668,7 @@ async fn a_secretsync_removed_from_git_prunes_its_copies_unless_it_orphans_them(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_that_starts_or_stops_matching_gains_or_loses_the_copy() {
-    let mut world = World::new().await;
-    world
-        .put_source_secret("registry-credentials", "token")
-        .await;
-    world.commit_sync("clusters/registry.yaml", PRODUCTION_SYNC);
-    world.reconcile().await;
+    let mut world = World::new().await.with_production_sync("token").await;
     let target = world.target_namespace();
     assert!(
         world
@@ -711,12 +718,7 @@ async fn a_cluster_that_starts_or_stops_matching_gains_or_loses_the_copy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revision_without_any_secretsync_prunes_nothing() {
-    let mut world = World::new().await;
-    world
-        .put_source_secret("registry-credentials", "token")
-        .await;
-    world.commit_sync("clusters/registry.yaml", PRODUCTION_SYNC);
-    world.reconcile().await;
+    let mut world = World::new().await.with_production_sync("token").await;
 
     world
         .repo
@@ -756,11 +758,7 @@ async fn a_broken_manifest_keeps_the_last_good_copy() {
             .replace("operator", "x")
             .replace("environment: production", "environment: 'not valid!'"),
     );
-    let fetched = tokio::task::block_in_place(|| world.source.fetch()).expect("fetch");
-    let snapshot =
-        tokio::task::block_in_place(|| world.source.snapshot(&fetched, &Selection::default()))
-            .expect("snapshot");
-    let set = world.parser.parse(&snapshot);
+    let set = world.parse_head();
     assert!(set.has_errors());
     let report = world.reconciler.reconcile(&set).await;
     assert_eq!(report.pruned, 0, "{:?}", report.problems);
@@ -772,12 +770,10 @@ async fn a_broken_manifest_keeps_the_last_good_copy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_on_a_leaf_is_repaired_and_a_deleted_source_prunes() {
-    let mut world = World::new().await;
-    world
-        .put_source_secret("registry-credentials", "the-real-token")
+    let mut world = World::new()
+        .await
+        .with_production_sync("the-real-token")
         .await;
-    world.commit_sync("clusters/registry.yaml", PRODUCTION_SYNC);
-    world.reconcile().await;
     let target = world.target_namespace();
     let leaf = world
         .env
