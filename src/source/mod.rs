@@ -27,6 +27,18 @@ pub struct CommitInfo {
     pub subject: String,
 }
 
+impl std::fmt::Debug for FileContent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileContent::Bytes(bytes) => write!(f, "Bytes(<{} bytes>)", bytes.len()),
+            FileContent::TooLarge { size, limit } => {
+                write!(f, "TooLarge {{ size: {size}, limit: {limit} }}")
+            }
+            FileContent::Known => f.write_str("Known"),
+        }
+    }
+}
+
 /// The selected files of one revision.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -47,8 +59,9 @@ pub struct SourceFile {
     pub content: FileContent,
 }
 
-/// What a source could read of a file.
-#[derive(Debug, Clone)]
+/// What a source could read of a file. `Debug` shows sizes, never content: a repository may
+/// hold Secret manifests next to the SecretSyncs.
+#[derive(Clone)]
 pub enum FileContent {
     Bytes(Arc<[u8]>),
     /// Over the size limit: not read, reported by the manifest parser.
@@ -59,4 +72,18 @@ pub enum FileContent {
     /// Not read because the caller already knows this exact content (same path and id),
     /// e.g. from the parser's cache: a commit that changes one file reads one blob.
     Known,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_content_debug_shows_the_size_not_the_bytes() {
+        let content = FileContent::Bytes(Arc::from(
+            &b"kind: Secret\ndata: {token: aHVudGVyMg==}\n"[..],
+        ));
+        let shown = format!("{content:?}");
+        assert_eq!(shown, "Bytes(<41 bytes>)");
+    }
 }

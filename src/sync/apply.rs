@@ -11,16 +11,26 @@ use serde::Serialize;
 use super::desired::{
     FIELD_MANAGER, OWNER_LABEL, REVISION_ANNOTATION, annotation, is_managed, matches,
 };
-use super::plan::SkipReason;
+use super::plan::{SkipReason, secret_name};
 use crate::manifest::SecretSyncKey;
 
-/// One leaf Secret to make right.
-#[derive(Debug, Clone)]
+/// One leaf Secret to make right. `Debug` names the Secret, never its data.
+#[derive(Clone)]
 pub struct ApplyRequest {
     pub sync: SecretSyncKey,
     pub desired: Secret,
     /// The SecretSync may take over a leaf Secret that secretsync did not create.
     pub adopt: bool,
+}
+
+impl std::fmt::Debug for ApplyRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApplyRequest")
+            .field("sync", &self.sync)
+            .field("desired", &secret_name(&self.desired))
+            .field("adopt", &self.adopt)
+            .finish()
+    }
 }
 
 /// What happened to one (SecretSync, cluster) pair. Never holds secret data.

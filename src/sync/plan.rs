@@ -29,12 +29,32 @@ pub struct PlanItem {
     pub action: Action,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// `Debug` names the leaf Secret, never its data.
+#[derive(Clone, PartialEq)]
 pub enum Action {
     /// Make the leaf hold this Secret.
     Apply(Box<Secret>),
     /// Leave the leaf alone this time.
     Skip(SkipReason),
+}
+
+impl std::fmt::Debug for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Apply(secret) => write!(f, "Apply({})", secret_name(secret)),
+            Action::Skip(reason) => f.debug_tuple("Skip").field(reason).finish(),
+        }
+    }
+}
+
+/// `namespace/name` of a Secret, for messages that must not show its data.
+#[must_use]
+pub fn secret_name(secret: &Secret) -> String {
+    format!(
+        "{}/{}",
+        secret.metadata.namespace.as_deref().unwrap_or_default(),
+        secret.metadata.name.as_deref().unwrap_or_default()
+    )
 }
 
 /// Why a pair is not applied. Never holds secret data.
@@ -283,6 +303,28 @@ mod tests {
         };
         assert_eq!(target, "kube-system/registry");
         assert_eq!(others, &["flux-system/b".to_owned()]);
+    }
+
+    #[test]
+    fn debug_output_never_shows_secret_data() {
+        let mut sources = sources(&["registry"]);
+        let source = sources.values_mut().next().unwrap();
+        source.data = Some(BTreeMap::from([(
+            "token".to_owned(),
+            k8s_openapi::ByteString(b"hunter2".to_vec()),
+        )]));
+        let items = plan(
+            &[sync("registry", "production", "registry", None)],
+            &[cluster("flux-system", "prod-1", "production", true)],
+            &sources,
+            &revision(),
+        );
+        let shown = format!("{items:?}");
+        assert!(shown.contains("Apply(flux-system/registry)"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("104, 117, 110"),
+            "{shown}"
+        );
     }
 
     #[test]
