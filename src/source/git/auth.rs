@@ -1,9 +1,8 @@
 //! Credentials and trust for one remote: basic auth, bearer token, SSH key with known_hosts,
 //! and an extra CA bundle for HTTPS; turned into libgit2 callbacks that answer once (so a
-//! rejected credential is an error, not an endless retry) and can be cancelled.
+//! rejected credential is an error, not an endless retry).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use git2::{CertificateCheckStatus, Cred, CredentialType, RemoteCallbacks};
 use rustls_pki_types::pem::PemObject;
@@ -79,8 +78,7 @@ impl GitAuth {
         secrets
     }
 
-    /// libgit2 callbacks for one operation on `url`. Once `transfer.cancel` is set, the next
-    /// progress report aborts the transfer.
+    /// libgit2 callbacks for one operation on `url`.
     pub(super) fn callbacks<'a>(
         &'a self,
         url: &'a RemoteUrl,
@@ -110,8 +108,6 @@ impl GitAuth {
             self.check_host_key(url, host, key)
                 .map_err(|reason| transfer.refuse(reason))
         });
-        callbacks.transfer_progress(move |_| !transfer.cancel.load(Ordering::Relaxed));
-        callbacks.sideband_progress(move |_| !transfer.cancel.load(Ordering::Relaxed));
         callbacks
     }
 
@@ -196,20 +192,12 @@ impl GitAuth {
 /// State shared by the callbacks of one libgit2 operation and the code that runs it.
 #[derive(Debug, Default)]
 pub(super) struct Transfer {
-    pub cancel: Arc<AtomicBool>,
     /// Why a callback refused: libgit2 replaces a callback's error with a generic message
     /// ("invalid or unknown remote ssh hostkey"), so the reason is kept here.
     refusal: Mutex<Option<String>>,
 }
 
 impl Transfer {
-    pub(super) fn new(cancel: Arc<AtomicBool>) -> Self {
-        Transfer {
-            cancel,
-            refusal: Mutex::new(None),
-        }
-    }
-
     fn refuse(&self, reason: String) -> git2::Error {
         let error = git2::Error::from_str(&reason);
         if let Ok(mut refusal) = self.refusal.lock() {

@@ -8,8 +8,6 @@ mod tree;
 mod url;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use git2::{AutotagOption, FetchOptions, FetchPrune, Oid, Repository};
 use sha2::{Digest, Sha256};
@@ -67,7 +65,6 @@ pub struct GitSource {
     reference: GitReference,
     auth: GitAuth,
     cache: PathBuf,
-    cancel: Arc<AtomicBool>,
 }
 
 impl GitSource {
@@ -82,19 +79,12 @@ impl GitSource {
             reference,
             auth,
             cache,
-            cancel: Arc::new(AtomicBool::new(false)),
         }
     }
 
     #[must_use]
     pub fn url(&self) -> &RemoteUrl {
         &self.url
-    }
-
-    /// A flag that, once set, aborts a running transfer at its next progress report.
-    #[must_use]
-    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.cancel)
     }
 
     /// Fetches the reference (transferring only what is new) and resolves it to a commit.
@@ -168,7 +158,7 @@ impl GitSource {
 
     /// Fetches the reference's refspecs; returns how many objects were received.
     fn download(&self, repo: &Repository) -> Result<usize, GitError> {
-        let transfer = Transfer::new(Arc::clone(&self.cancel));
+        let transfer = Transfer::default();
         let fetch_error = |e: git2::Error| GitError::Fetch {
             url: self.url.to_string(),
             message: transfer
