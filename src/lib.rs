@@ -9,3 +9,4 @@ pub mod source;
 pub mod status;
 pub mod sync;
 pub mod telemetry;
+pub mod trigger;
