@@ -1,6 +1,7 @@
 //! secretsync: a GitOps agent that copies management-cluster Secrets to the leaf clusters
 //! selected by `SecretSync` manifests read straight from git commits.
 
+pub mod agent;
 pub mod audit;
 pub mod cli;
 pub mod cluster;

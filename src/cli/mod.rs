@@ -1,5 +1,6 @@
 //! Command-line interface: argument definitions and dispatch to one module per command.
 
+mod agent;
 mod crds;
 mod git_args;
 mod run;
@@ -37,9 +38,11 @@ pub enum Command {
     /// check: every problem with file, line and field. No cluster needed. Exits 0 when
     /// valid, 1 when any manifest has an error, 2 when the check could not run.
     Validate(Box<validate::ValidateArgs>),
-    /// Reconcile the repository's SecretSyncs into the leaf clusters. With --once: one
-    /// reconcile, a summary, and exit 0 only when every selected cluster holds its copy.
-    /// Talks to the management cluster through KUBECONFIG or the in-cluster account.
+    /// Run the agent: keep the leaf clusters in line with the repository's SecretSyncs,
+    /// reacting to new commits (poll, webhook), cluster and Secret changes (watches) and a
+    /// resync schedule, until SIGTERM. With --once: one reconcile, a summary, and exit 0
+    /// only when every selected cluster holds its copy. Talks to the management cluster
+    /// through KUBECONFIG or the in-cluster account.
     Run(Box<run::RunArgs>),
     /// Show what `run --once` would do — per SecretSync and cluster: create, update,
     /// unchanged or skipped (and why), and which copies would be pruned — writing nothing.

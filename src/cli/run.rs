@@ -1,23 +1,26 @@
-//! `secretsync run --once`: one reconcile from the repository to the leaf clusters, with a
-//! summary; the exit code says whether every selected cluster holds its copy. (The
-//! long-running agent — polling, webhooks, watches — is `run` without `--once`, to come.)
+//! `secretsync run`: the long-running agent, or with `--once` one reconcile from the
+//! repository to the leaf clusters with a summary, whose exit code says whether every
+//! selected cluster holds its copy. `secretsync plan`: the same reconcile, writing nothing.
 
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
 
 use super::OutputFormat;
+use super::agent::AgentArgs;
 use super::git_args::{AuthArgs, ReferenceArgs};
 use crate::audit::AuditLog;
 use crate::cluster::ClientCache;
-use crate::manifest::{ManifestSet, Parser};
+use crate::manifest::ManifestSet;
+use crate::source::Selection;
+use crate::source::configured::{ConfiguredSource, SourceReader};
 use crate::source::git::{GitSource, RemoteUrl};
 use crate::source::local::LocalSource;
-use crate::source::{Selection, Snapshot};
 use crate::status::model::{result_message, result_name};
 use crate::sync::apply::Outcome;
 use crate::sync::{ReconcileOptions, ReconcileReport, Reconciler};
@@ -27,6 +30,9 @@ pub struct RunArgs {
     /// Reconcile once and exit: 0 when every selected cluster holds its copy, 1 otherwise.
     #[arg(long)]
     pub once: bool,
+
+    #[command(flatten)]
+    pub agent: AgentArgs,
 
     /// Append a JSON line per apply and prune to this file.
     #[arg(long, env = "SECRETSYNC_AUDIT_LOG", value_name = "FILE")]
@@ -89,14 +95,13 @@ pub struct ReconcileArgs {
 const EXIT_NOT_SYNCED: u8 = 1;
 
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        args.once,
-        "the long-running agent is not built yet: use `secretsync run --once` for one reconcile"
-    );
     let audit = match &args.audit_log {
         Some(path) => Some(Arc::new(AuditLog::open(path)?)),
         None => None,
     };
+    if !args.once {
+        return super::agent::run(args, audit);
+    }
     let (set, report) = block_on(reconcile(&args.common, audit, false))?;
     print_summary(&args.common, &set, &report, false)?;
     let all_synced = report
@@ -123,7 +128,7 @@ pub fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn block_on<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+pub(super) fn block_on<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -136,26 +141,57 @@ async fn reconcile(
     audit: Option<Arc<AuditLog>>,
     dry_run: bool,
 ) -> anyhow::Result<(ManifestSet, ReconcileReport)> {
-    let selection = Selection::new(&args.paths)?;
-    let snapshot = read_snapshot(args, selection).await?;
-    let set = Parser::new(&args.default_namespace).parse(&snapshot);
+    let set = args.reader(DEFAULT_FETCH_TIMEOUT)?.read().await?.set;
     for diagnostic in &set.diagnostics {
         tracing::warn!(%diagnostic, "manifest problem");
     }
-    let mgmt = kube::Client::try_default()
-        .await
-        .context("connecting to the management cluster (KUBECONFIG or in-cluster)")?;
-    let options = ReconcileOptions {
-        namespaces: (!args.namespaces.is_empty()).then(|| args.namespaces.clone()),
-        allow_empty_source: args.allow_empty_source,
-        audit,
-        dry_run,
-    };
+    let mgmt = management_client().await?;
     let report = Reconciler::new(mgmt, ClientCache::default())
-        .with_options(options)
+        .with_options(args.options(audit, dry_run))
         .reconcile(&set)
         .await;
     Ok((set, report))
+}
+
+/// How long one fetch of the repository may take in `run --once` and `plan`.
+const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub(super) async fn management_client() -> anyhow::Result<kube::Client> {
+    kube::Client::try_default()
+        .await
+        .context("connecting to the management cluster (KUBECONFIG or in-cluster)")
+}
+
+impl ReconcileArgs {
+    /// The configured source, with its parse cache, read within `timeout`.
+    pub(super) fn reader(&self, timeout: Duration) -> anyhow::Result<SourceReader> {
+        let selection = Selection::new(&self.paths)?;
+        let directory = PathBuf::from(&self.source);
+        let source = if directory.is_dir() {
+            ConfiguredSource::Local(LocalSource::new(directory, selection))
+        } else {
+            let git = GitSource::new(
+                RemoteUrl::parse(&self.source)?,
+                self.reference.reference()?,
+                self.auth.auth()?,
+                &self.data_dir,
+            );
+            ConfiguredSource::Git {
+                git: Arc::new(git),
+                selection,
+            }
+        };
+        Ok(SourceReader::new(source, &self.default_namespace, timeout))
+    }
+
+    pub(super) fn options(&self, audit: Option<Arc<AuditLog>>, dry_run: bool) -> ReconcileOptions {
+        ReconcileOptions {
+            namespaces: (!self.namespaces.is_empty()).then(|| self.namespaces.clone()),
+            allow_empty_source: self.allow_empty_source,
+            audit,
+            dry_run,
+        }
+    }
 }
 
 fn print_summary(
@@ -174,29 +210,6 @@ fn print_summary(
         OutputFormat::Text => write_text(&mut out, set, report, dry_run)?,
     }
     Ok(())
-}
-
-async fn read_snapshot(args: &ReconcileArgs, selection: Selection) -> anyhow::Result<Snapshot> {
-    let directory = PathBuf::from(&args.source);
-    if directory.is_dir() {
-        let source = LocalSource::new(directory, selection);
-        return tokio::task::spawn_blocking(move || source.read())
-            .await?
-            .context("reading the directory");
-    }
-    let source = GitSource::new(
-        RemoteUrl::parse(&args.source)?,
-        args.reference.reference()?,
-        args.auth.auth()?,
-        &args.data_dir,
-    );
-    // git2 blocks: keep it off the async runtime.
-    let snapshot = tokio::task::spawn_blocking(move || {
-        let fetched = source.fetch()?;
-        source.snapshot(&fetched, &selection)
-    })
-    .await??;
-    Ok(snapshot)
 }
 
 fn write_text(

@@ -3,6 +3,7 @@
 //! selected files of one commit, read without a working-tree checkout.
 
 pub mod artifact;
+pub mod configured;
 pub mod files;
 pub mod git;
 pub mod local;

@@ -8,4 +8,4 @@ pub mod prune;
 pub mod reconcile;
 
 pub use self::plan::{Action, ClusterTarget, PlanItem, SkipReason, plan};
-pub use self::reconcile::{ReconcileOptions, ReconcileReport, Reconciler};
+pub use self::reconcile::{ReconcileOptions, ReconcileReport, Reconciler, Scope};

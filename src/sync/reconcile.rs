@@ -56,6 +56,24 @@ pub struct ReconcileOptions {
     pub dry_run: bool,
 }
 
+/// Which part of the world one reconcile covers. The default covers everything.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// Only these SecretSyncs are planned, applied, pruned and given a status (`None`: all).
+    /// A management-cluster change (a rotated source Secret, a relabelled cluster) touches
+    /// only the SecretSyncs it concerns.
+    pub syncs: Option<BTreeSet<SecretSyncKey>>,
+    /// Clusters not contacted this time, with the reason (backing off after failures). Their
+    /// pairs are reported not ready and their copies are neither written nor pruned.
+    pub held_back: BTreeMap<ClusterKey, String>,
+}
+
+impl Scope {
+    fn covers(&self, key: &SecretSyncKey) -> bool {
+        self.syncs.as_ref().is_none_or(|syncs| syncs.contains(key))
+    }
+}
+
 pub struct Reconciler {
     mgmt: kube::Client,
     clients: ClientCache,
@@ -82,13 +100,34 @@ impl Reconciler {
         self
     }
 
+    /// Reconciles every SecretSync of `set` on every cluster.
     pub async fn reconcile(&self, set: &ManifestSet) -> ReconcileReport {
+        self.reconcile_scoped(set, &Scope::default()).await
+    }
+
+    /// Reconciles the part of `set` that `scope` covers.
+    pub async fn reconcile_scoped(&self, full_set: &ManifestSet, scope: &Scope) -> ReconcileReport {
+        let scoped;
+        let set = if scope.syncs.is_some() {
+            scoped = ManifestSet {
+                syncs: full_set
+                    .syncs
+                    .iter()
+                    .filter(|sync| scope.covers(&sync.key))
+                    .cloned()
+                    .collect(),
+                ..full_set.clone()
+            };
+            &scoped
+        } else {
+            full_set
+        };
         let mut report = ReconcileReport::default();
         let listed = self.list_clusters().await;
         report
             .problems
             .extend(listed.problems.iter().map(ToString::to_string));
-        let (targets, leaves) = self.connect(&listed.clusters).await;
+        let (targets, leaves) = self.connect(&listed.clusters, &scope.held_back).await;
         let sources = self.source_secrets(&set.syncs).await;
         let items = plan(&set.syncs, &targets, &sources, &set.revision);
         let outcomes = apply_planned(&items, &leaves, &set.syncs, self.options.dry_run).await;
@@ -97,7 +136,7 @@ impl Reconciler {
             .filter(|(_, o)| matches!(o, Outcome::Applied { .. }))
             .count();
         let mut audit = applied_records(&items, &outcomes);
-        self.prune(&leaves, &items, set, &mut report, &mut audit)
+        self.prune(&leaves, &items, set, scope, &mut report, &mut audit)
             .await;
         if let Some(log) = &self.options.audit
             && !self.options.dry_run
@@ -157,13 +196,19 @@ impl Reconciler {
         leaves: &BTreeMap<ClusterKey, Arc<LeafClient>>,
         items: &[PlanItem],
         set: &ManifestSet,
+        scope: &Scope,
         report: &mut ReconcileReport,
         audit: &mut Vec<AuditRecord>,
     ) {
         let mut owned = Vec::new();
         for (key, leaf) in leaves {
             match prune::list_owned(leaf.client(), &key.namespace, key.name.as_str()).await {
-                Ok(copies) => owned.extend(copies),
+                // Outside the scope, a copy's SecretSync was not planned: not ours to judge now.
+                Ok(copies) => {
+                    owned.extend(copies.into_iter().filter(|copy| {
+                        copy.owner.as_ref().is_some_and(|owner| scope.covers(owner))
+                    }))
+                }
                 // Without the full inventory of a leaf, nothing is pruned there this time.
                 Err(error) => report
                     .problems
@@ -218,28 +263,26 @@ impl Reconciler {
 
     /// Plan targets for every listed cluster, and a client for each ready one. A cluster
     /// whose kubeconfig cannot be used is planned as not ready, with the reason.
+    /// A cluster in `held_back` is planned as not ready, with the reason, and not contacted.
     async fn connect(
         &self,
         clusters: &[crate::cluster::GitopsCluster],
+        held_back: &BTreeMap<ClusterKey, String>,
     ) -> (Vec<ClusterTarget>, BTreeMap<ClusterKey, Arc<LeafClient>>) {
         let mut targets = Vec::with_capacity(clusters.len());
         let mut leaves = BTreeMap::new();
         for cluster in clusters {
             let key = cluster.key();
-            let ready = readiness(cluster).into_result(&key);
-            let client = match ready {
-                Ok(()) => match read_kubeconfig(&self.mgmt, cluster).await {
-                    Ok(kubeconfig) => self.clients.client(&kubeconfig).await,
-                    Err(error) => Err(error),
-                },
-                Err(error) => Err(error),
-            };
-            let readiness = match client {
-                Ok(client) => {
-                    leaves.insert(key.clone(), client);
-                    Ok(())
+            let readiness = if let Some(reason) = held_back.get(&key) {
+                Err(reason.clone())
+            } else {
+                match self.leaf_client(cluster, &key).await {
+                    Ok(client) => {
+                        leaves.insert(key.clone(), client);
+                        Ok(())
+                    }
+                    Err(error) => Err(error.to_string()),
                 }
-                Err(error) => Err(error.to_string()),
             };
             targets.push(ClusterTarget {
                 namespace: key.namespace.clone(),
@@ -249,6 +292,16 @@ impl Reconciler {
             });
         }
         (targets, leaves)
+    }
+
+    async fn leaf_client(
+        &self,
+        cluster: &crate::cluster::GitopsCluster,
+        key: &ClusterKey,
+    ) -> Result<Arc<LeafClient>, crate::cluster::ClusterError> {
+        readiness(cluster).into_result(key)?;
+        let kubeconfig = read_kubeconfig(&self.mgmt, cluster).await?;
+        self.clients.client(&kubeconfig).await
     }
 
     /// The Secrets the SecretSyncs name, each read once. A Secret that cannot be read is

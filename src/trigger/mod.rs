@@ -8,6 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
+pub mod timer;
+pub mod watch;
+
 /// One reason to reconcile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger {

@@ -1,6 +1,7 @@
 //! secretsync's integration tests: one binary (every extra one re-links kube and git2), a
 //! module per area, all against the real test environment in `testenv`.
 
+mod agent;
 mod cli_run;
 mod cli_validate;
 mod cluster;
