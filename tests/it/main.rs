@@ -12,3 +12,4 @@ mod source_git;
 mod source_local;
 mod sync;
 mod testenv;
+mod webhook;
