@@ -5,14 +5,11 @@
 //! and never anything a webhook sender chose (which would also let it grow the series count).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric as _, LabelValueEncoder,
-};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -21,6 +18,10 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
+mod labels;
+
+use self::labels::{ClusterLabels, ResultLabels, WebhookLabels};
+pub use self::labels::{WebhookOutcome, WebhookProvider};
 use crate::status::model::result_name;
 use crate::sync::ReconcileReport;
 use crate::sync::SkipReason;
@@ -53,85 +54,6 @@ impl ExpositionFormat {
             Self::PrometheusText => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
         }
     }
-}
-
-/// Which webhook route a delivery came in on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum WebhookProvider {
-    Github,
-    Gitlab,
-    Generic,
-}
-
-impl WebhookProvider {
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Github => "github",
-            Self::Gitlab => "gitlab",
-            Self::Generic => "generic",
-        }
-    }
-}
-
-/// What became of a webhook delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum WebhookOutcome {
-    /// Verified, and a fetch was queued.
-    Triggered,
-    /// Verified ping (GitHub's "is this hook set up?"); nothing queued.
-    Ping,
-    /// Verified, but not a push, or a push for a ref the agent does not follow.
-    Ignored,
-    /// Missing or wrong signature or token; nothing queued.
-    Unauthorized,
-    /// Body over the size limit.
-    TooLarge,
-    /// The body could not be read.
-    BadRequest,
-}
-
-impl WebhookOutcome {
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Triggered => "triggered",
-            Self::Ping => "ping",
-            Self::Ignored => "ignored",
-            Self::Unauthorized => "unauthorized",
-            Self::TooLarge => "too_large",
-            Self::BadRequest => "bad_request",
-        }
-    }
-}
-
-impl EncodeLabelValue for WebhookProvider {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
-        encoder.write_str(self.as_str())
-    }
-}
-
-impl EncodeLabelValue for WebhookOutcome {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
-        encoder.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct ResultLabels {
-    result: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct ClusterLabels {
-    namespace: String,
-    cluster: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct WebhookLabels {
-    provider: WebhookProvider,
-    outcome: WebhookOutcome,
 }
 
 /// The agent's metrics; cheap to clone, every clone records into the same registry.
