@@ -207,7 +207,7 @@ impl Reconciler {
                 Ok(copies) => {
                     owned.extend(copies.into_iter().filter(|copy| {
                         copy.owner.as_ref().is_some_and(|owner| scope.covers(owner))
-                    }))
+                    }));
                 }
                 // Without the full inventory of a leaf, nothing is pruned there this time.
                 Err(error) => report

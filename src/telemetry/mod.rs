@@ -1,3 +1,5 @@
-//! Process telemetry: structured logs (and, as the runtime arrives, metrics and health).
+//! Process telemetry: structured logs, Prometheus metrics, and the health endpoints.
 
+pub mod health;
 pub mod logs;
+pub mod metrics;

@@ -3,6 +3,8 @@
 //! However many triggers arrive while a reconcile runs, the agent does one more pass that
 //! covers all of them: a burst of webhooks becomes one fetch.
 
+pub mod webhook;
+
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 

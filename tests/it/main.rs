@@ -13,3 +13,4 @@ mod source_git;
 mod source_local;
 mod sync;
 mod testenv;
+mod webhook;
