@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use self::backoff::{BackoffPolicy, ClusterBackoff};
 use self::leader::Leadership;
-use crate::manifest::ManifestSet;
+use crate::manifest::{ManifestSet, SecretSyncKey};
 use crate::source::configured::SourceReader;
+use crate::status::ClusterResult;
 use crate::sync::apply::Outcome;
 use crate::sync::{ReconcileOptions, ReconcileReport, Reconciler, Scope};
 use crate::trigger::timer::{ResyncSchedule, spawn_poll, spawn_resync};
@@ -57,6 +58,8 @@ pub trait Observer: Send + Sync {
     fn reconciled(&self, _elapsed: Duration, _set: &ManifestSet, _report: &ReconcileReport) {}
     /// Leadership was gained or lost.
     fn leading(&self, _leader: bool) {}
+    /// The agent has read its source and, when leading, looked at the clusters: it works.
+    fn ready(&self) {}
 }
 
 struct Silent;
@@ -70,6 +73,9 @@ struct State {
     /// The revision last reconciled as a whole.
     reconciled: Option<String>,
     backoff: ClusterBackoff,
+    /// The latest result of every pair, across scoped reconciles: what metrics show.
+    results: BTreeMap<SecretSyncKey, Vec<ClusterResult>>,
+    ready: bool,
 }
 
 impl Agent {
@@ -190,6 +196,7 @@ impl Agent {
         };
         if !self.leadership.is_leader() {
             tracing::debug!("not the leader: nothing is written");
+            self.mark_ready(state);
             return;
         }
         let revision = set.revision.to_string();
@@ -212,11 +219,20 @@ impl Agent {
         let started = std::time::Instant::now();
         let report = self.reconciler.reconcile_scoped(set, &scope).await;
         let elapsed = started.elapsed();
-        self.observer.reconciled(elapsed, set, &report);
         record_cluster_outcomes(&mut state.backoff, &report, &scope, now);
         log_report(&revision, everything, elapsed, &report);
+        let latest = merge_results(&mut state.results, set, &report);
+        self.observer.reconciled(elapsed, set, &latest);
         if everything {
             state.reconciled = Some(revision);
+        }
+        self.mark_ready(state);
+    }
+
+    fn mark_ready(&self, state: &mut State) {
+        if !state.ready {
+            state.ready = true;
+            self.observer.ready();
         }
     }
 
@@ -254,6 +270,28 @@ impl Agent {
                 tracing::warn!(source = %self.reader.name(), error = %message, "reading the source failed; the last good revision is kept");
             }
         }
+    }
+}
+
+/// Folds a (possibly scoped) report into the latest results of every pair, dropping
+/// SecretSyncs no longer in the set; returns the report as if everything had been reconciled.
+fn merge_results(
+    latest: &mut BTreeMap<SecretSyncKey, Vec<ClusterResult>>,
+    set: &ManifestSet,
+    report: &ReconcileReport,
+) -> ReconcileReport {
+    for (sync, results) in &report.results {
+        latest.insert(sync.clone(), results.clone());
+    }
+    let current: BTreeSet<&SecretSyncKey> = set.syncs.iter().map(|s| &s.key).collect();
+    latest.retain(|sync, _| current.contains(sync));
+    ReconcileReport {
+        results: latest.clone(),
+        applied: report.applied,
+        pruned: report.pruned,
+        prunes: report.prunes.clone(),
+        status_writes: report.status_writes,
+        problems: report.problems.clone(),
     }
 }
 

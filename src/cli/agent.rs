@@ -2,12 +2,14 @@
 //! with signal handling (SIGTERM or Ctrl-C: finish the reconcile in flight, release the
 //! Lease, exit 0).
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
+use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use super::run::{RunArgs, block_on, management_client};
@@ -17,7 +19,11 @@ use crate::agent::{Agent, AgentSettings};
 use crate::audit::AuditLog;
 use crate::cluster::ClientCache;
 use crate::sync::Reconciler;
+use crate::telemetry::health::{self, Health};
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::observer::Telemetry;
 use crate::trigger::timer::ResyncSchedule;
+use crate::trigger::webhook::{self, WebhookConfig};
 
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Agent")]
@@ -70,7 +76,20 @@ pub struct AgentArgs {
     /// This replica's name in the Lease [default: the host name, i.e. the Pod name].
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+
+    /// Address of the webhook receiver (/hook/github, /hook/gitlab, /hook/generic). Served
+    /// only when the shared secret is set in the environment: SECRETSYNC_WEBHOOK_SECRET.
+    #[arg(long, default_value = "0.0.0.0:9292", env = "SECRETSYNC_WEBHOOK_ADDR")]
+    pub webhook_addr: SocketAddr,
+
+    /// Address of /metrics (Prometheus), /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:9090", env = "SECRETSYNC_METRICS_ADDR")]
+    pub metrics_addr: SocketAddr,
 }
+
+/// The environment variable holding the webhook secret (never an argument: arguments show
+/// in process listings).
+const WEBHOOK_SECRET_ENV: &str = "SECRETSYNC_WEBHOOK_SECRET";
 
 impl AgentArgs {
     fn settings(&self) -> AgentSettings {
@@ -122,12 +141,66 @@ pub fn run(args: &RunArgs, audit: Option<Arc<AuditLog>>) -> anyhow::Result<ExitC
             agent = agent.with_leadership(Leadership::elect(mgmt, &lease).await?);
         }
         let cancel = CancellationToken::new();
+        let telemetry = Telemetry {
+            metrics: Metrics::new(),
+            health: Health::new(),
+        };
+        let servers = serve_endpoints(args, &agent, &telemetry, &cancel).await?;
+        agent = agent.with_observer(telemetry);
         tokio::spawn(cancel_on_signal(cancel.clone()));
         tracing::info!(source = %args.common.source, interval = ?args.agent.interval, "agent started");
         agent.run(cancel).await;
+        for server in servers {
+            // The servers stop with the agent; a slow client must not hold the exit up.
+            let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+        }
         Ok(ExitCode::SUCCESS)
     })
     .context("running the agent")
+}
+
+/// Starts the metrics/health server and, when a secret is configured, the webhook receiver;
+/// both stop when `cancel` fires.
+async fn serve_endpoints(
+    args: &RunArgs,
+    agent: &Agent,
+    telemetry: &Telemetry,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut servers = Vec::new();
+    let router = health::router(telemetry.health.clone(), telemetry.metrics.clone());
+    servers.push(serve_on("metrics", args.agent.metrics_addr, router, cancel).await?);
+    match std::env::var(WEBHOOK_SECRET_ENV) {
+        Ok(secret) if !secret.is_empty() => {
+            let mut config = WebhookConfig::new(SecretString::from(secret))?;
+            if let Some(branch) = &args.common.reference.branch {
+                config = config.with_branch(branch);
+            }
+            let router = webhook::router(config, agent.triggers(), Some(telemetry.metrics.clone()));
+            servers.push(serve_on("webhook", args.agent.webhook_addr, router, cancel).await?);
+        }
+        _ => tracing::info!("no {WEBHOOK_SECRET_ENV}: the webhook receiver is off"),
+    }
+    Ok(servers)
+}
+
+async fn serve_on(
+    what: &'static str,
+    address: SocketAddr,
+    router: axum::Router,
+    cancel: &CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("listening for {what} on {address}"))?;
+    let bound = listener.local_addr()?;
+    tracing::info!(%bound, "{what} endpoint listening");
+    let stop = cancel.clone().cancelled_owned();
+    Ok(tokio::spawn(async move {
+        if let Err(error) = health::serve(listener, router, stop).await {
+            tracing::warn!(%error, "{what} endpoint failed");
+        }
+    }))
 }
 
 async fn cancel_on_signal(cancel: CancellationToken) {
