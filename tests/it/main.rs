@@ -2,6 +2,7 @@
 //! module per area, all against the real test environment in `testenv`.
 
 mod cli_run;
+mod cli_status;
 mod cli_validate;
 mod cluster;
 mod manifest_corpus;
