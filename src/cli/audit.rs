@@ -136,7 +136,7 @@ fn explain_secret(args: &AuditArgs, cluster: &str, secret: &str) -> anyhow::Resu
         (Some(source), Some(id)) => Some(lookup_commit(args, source, &id)?),
         (Some(_), None) => {
             eprintln!(
-                "secretsync: revision {} is not a commit (the source was a directory): no commit to show",
+                "secretsync: the copy's revision {} names no commit (its source was a directory): no commit to show",
                 copy.revision.as_deref().unwrap_or("(none)")
             );
             None
@@ -162,30 +162,11 @@ async fn read_leaf_copy(
     secret: &(String, String),
 ) -> anyhow::Result<Result<LeafCopy, NotFound>> {
     let mgmt = management_client().await?;
-    let clusters: Api<DynamicObject> = Api::namespaced_with(
-        mgmt.clone(),
-        &cluster.namespace,
-        &crate::cluster::api_resource(),
-    );
-    // Without the GitopsCluster CRD the answer is 404 too: no such cluster either way.
-    let object = match clusters.get_opt(cluster.name.as_str()).await {
-        Ok(Some(object)) => object,
-        Ok(None) => {
-            return Ok(Err(NotFound::Cluster {
-                cluster: cluster.to_string(),
-            }));
-        }
-        Err(kube::Error::Api(status)) if status.code == 404 => {
-            return Ok(Err(NotFound::Cluster {
-                cluster: cluster.to_string(),
-            }));
-        }
-        Err(error) => anyhow::bail!(
-            "reading GitopsCluster {cluster}: {}",
-            ApiFailure::from_kube(&error)
-        ),
+    let Some(gitops_cluster) = find_cluster(&mgmt, cluster).await? else {
+        return Ok(Err(NotFound::Cluster {
+            cluster: cluster.to_string(),
+        }));
     };
-    let gitops_cluster = GitopsCluster::from_dynamic(&object)?;
     let kubeconfig = read_kubeconfig(&mgmt, &gitops_cluster).await?;
     let leaf = ClientCache::default().client(&kubeconfig).await?;
     let (namespace, name) = secret;
@@ -212,6 +193,29 @@ async fn read_leaf_copy(
         }));
     }
     Ok(Ok(LeafCopy::new(cluster, &meta)))
+}
+
+async fn find_cluster(
+    mgmt: &kube::Client,
+    cluster: &ClusterKey,
+) -> anyhow::Result<Option<GitopsCluster>> {
+    let clusters: Api<DynamicObject> = Api::namespaced_with(
+        mgmt.clone(),
+        &cluster.namespace,
+        &crate::cluster::api_resource(),
+    );
+    let object = match clusters.get_opt(cluster.name.as_str()).await {
+        Ok(object) => object,
+        // Without the GitopsCluster CRD the answer is 404 too: no such cluster either way.
+        Err(kube::Error::Api(status)) if status.code == 404 => None,
+        Err(error) => anyhow::bail!(
+            "reading GitopsCluster {cluster}: {}",
+            ApiFailure::from_kube(&error)
+        ),
+    };
+    Ok(object
+        .map(|object| GitopsCluster::from_dynamic(&object))
+        .transpose()?)
 }
 
 /// `audit --revision`: every leaf Secret of ours whose revision is that commit.

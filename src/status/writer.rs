@@ -111,8 +111,14 @@ impl StatusStore {
         };
         let objects: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), &key.namespace, &secret_sync_resource());
-        // Without the CRD the apiserver answers 404 as for a missing object: both mean "no object".
-        if let Some(object) = objects.get_opt(&key.name).await.map_err(read_error)? {
+        let object = match objects.get_opt(&key.name).await {
+            Ok(object) => object,
+            // Without the CRD the apiserver answers a plain "404 page not found" rather than
+            // a NotFound Status, which `get_opt` passes on as an error: no object either way.
+            Err(kube::Error::Api(status)) if status.code == 404 => None,
+            Err(error) => return Err(read_error(error)),
+        };
+        if let Some(object) = object {
             let status = serde_json::from_value(object.data["status"].clone()).unwrap_or_default();
             return Ok((
                 StatusTarget::Object {
@@ -177,7 +183,7 @@ impl StatusStore {
         };
         let list = match objects.list(&ListParams::default()).await {
             Ok(list) => list,
-            // No CRD: statuses live in ConfigMaps only.
+            // No CRD ("404 page not found"): statuses live in ConfigMaps only.
             Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Vec::new()),
             Err(source) => {
                 return Err(StatusError::List {

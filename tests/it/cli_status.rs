@@ -4,14 +4,21 @@
 //! cluster: its status goes to a ConfigMap), the second adds `object-syncer`, which also
 //! exists as a SecretSync object (its status goes to the object). The first SecretSync's
 //! copies keep the first commit as their revision: audit must find it in the history.
+//! And, in an environment of its own, `status` where the SecretSync CRD is not installed.
 
 use std::process::Output;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DynamicObject, ObjectMeta, Patch, PatchParams};
-use secretsync::status::writer::secret_sync_resource;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams};
+use secretsync::manifest::SecretSyncKey;
+use secretsync::status::writer::{configmap_name, secret_sync_resource};
+use secretsync::status::{ClusterResult, StatusStore, StatusTarget, SyncStatus};
+use secretsync::sync::apply::Outcome;
 use serde_json::{Value, json};
 
+use crate::testenv::fleet::ensure_namespace;
 use crate::testenv::git::{GitServers, Transport};
 use crate::testenv::scenario::{self, SECRET_VALUE};
 use crate::testenv::{LEAF_CLUSTERS, TestEnv, unique_namespace};
@@ -431,4 +438,82 @@ async fn answers_not_found(synced: &Synced, sync: &Sync) {
             shown(&output)
         );
     }
+}
+
+/// Without the SecretSync CRD there are no objects to list: `status` shows what the
+/// ConfigMaps hold (written here by the agent's own status writer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_without_the_secretsync_crd_reads_the_configmaps() {
+    let env = TestEnv::start();
+    let client = env.mgmt.client().await;
+    remove_secretsync_crd(&client).await;
+    let namespace = unique_namespace("cli-status-no-crd");
+    ensure_namespace(&client, &namespace).await;
+    let key = SecretSyncKey {
+        namespace: namespace.clone(),
+        name: "my-dev-secret-syncer".to_owned(),
+    };
+    let revision = format!("main@sha1:{}", "ab".repeat(20));
+    let applied = ClusterResult {
+        cluster: "leaf-cluster-1".to_owned(),
+        outcome: Outcome::Applied {
+            resource_version: "211496".to_owned(),
+            revision: revision.clone(),
+        },
+        source_version: Some("7".to_owned()),
+    };
+    let status = SyncStatus::next(
+        &SyncStatus::default(),
+        &revision,
+        &[applied],
+        "2024-05-01T12:00:00Z",
+    );
+    let store = StatusStore::new(client);
+    let (target, _) = store.read(&key).await.expect("read status");
+    assert_eq!(target, StatusTarget::ConfigMap(configmap_name(&key)));
+    store
+        .write(&key, &target, &status)
+        .await
+        .expect("write status");
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let output = scenario::secretsync(&env, &["status", "-o", "json"], work.path());
+    assert_eq!(output.status.code(), Some(0), "{}", shown(&output));
+    let json = json_of(&output);
+    assert_eq!(json["items"].as_array().map(Vec::len), Some(1), "{json}");
+    let item = &json["items"][0];
+    assert_eq!(
+        (&item["namespace"], &item["storedIn"]["kind"]),
+        (&json!(namespace), &json!("ConfigMap"))
+    );
+    assert_eq!(item["status"]["versions"]["leaf-cluster-1"], "211496");
+    let text = scenario::secretsync(&env, &["status"], work.path());
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("leaf-cluster-1   211496    main@sha1:abababababab   Synced")),
+        "{text}"
+    );
+}
+
+/// Deletes the SecretSync CRD and waits until the apiserver no longer serves it.
+async fn remove_secretsync_crd(client: &kube::Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = "secretsyncs.capi.weave.works";
+    crds.delete(name, &DeleteParams::default())
+        .await
+        .expect("delete the SecretSync CRD");
+    let objects: Api<DynamicObject> = Api::all_with(client.clone(), &secret_sync_resource());
+    for _ in 0..100 {
+        let gone = crds.get_opt(name).await.expect("read CRD").is_none();
+        let unserved = matches!(
+            objects.list(&ListParams::default()).await,
+            Err(kube::Error::Api(status)) if status.code == 404
+        );
+        if gone && unserved {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the SecretSync CRD was still served 20s after its deletion");
 }
