@@ -12,7 +12,8 @@ use clap::Args;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
-use super::run::{RunArgs, block_on, management_client};
+use super::run::RunArgs;
+use super::{block_on, management_client};
 use crate::agent::backoff::BackoffPolicy;
 use crate::agent::leader::{Leadership, LeaseSettings};
 use crate::agent::{Agent, AgentSettings};

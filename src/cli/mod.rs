@@ -1,13 +1,17 @@
 //! Command-line interface: argument definitions and dispatch to one module per command.
 
 mod agent;
+mod audit;
 mod crds;
+mod format;
 mod git_args;
 mod run;
+mod status;
 mod validate;
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::telemetry::logs::{self, LogFormat};
@@ -47,6 +51,17 @@ pub enum Command {
     /// Show what `run --once` would do — per SecretSync and cluster: create, update,
     /// unchanged or skipped (and why), and which copies would be pruned — writing nothing.
     Plan(Box<run::PlanArgs>),
+    /// Show every SecretSync's status: per cluster the leaf Secret's version, the commit
+    /// behind it, the result and its age. Reads the SecretSync objects (when the CRD is
+    /// installed) and the fallback ConfigMaps. Exits 0 when every SecretSync found is Ready,
+    /// 1 when one is not or none was found, 2 when the status could not be read.
+    Status(status::StatusArgs),
+    /// Which commit put a Secret on a leaf cluster: --cluster and --secret explain one leaf
+    /// Secret (SecretSync, manifest, revision; with --source the commit's author, date and
+    /// subject); --revision lists every leaf Secret a commit produced. Never reads Secret
+    /// data. Exits 0 when found, 1 when not found or not written by secretsync, 2 when the
+    /// question could not be answered.
+    Audit(Box<audit::AuditArgs>),
 }
 
 /// How results are printed.
@@ -61,6 +76,25 @@ pub enum OutputFormat {
 /// Exit code for a command that could not run: bad usage, I/O or set-up failure.
 const EXIT_FAILURE: u8 = 2;
 
+/// Exit code for an answer of "not there": not found, not ours, not synced.
+const EXIT_NOT_FOUND: u8 = 1;
+
+/// Runs a command's async part on a runtime of its own.
+fn block_on<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(future)
+}
+
+/// The management cluster's client: KUBECONFIG, or the in-cluster service account.
+async fn management_client() -> anyhow::Result<kube::Client> {
+    kube::Client::try_default()
+        .await
+        .context("connecting to the management cluster (KUBECONFIG or in-cluster)")
+}
+
 /// Runs the parsed command line and returns the process exit code.
 #[must_use]
 pub fn run(cli: Cli) -> ExitCode {
@@ -73,6 +107,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Plan(args) => run::plan(&args),
+        Command::Status(args) => status::run(&args),
+        Command::Audit(args) => audit::run(&args),
     };
     match outcome {
         Ok(code) => code,

@@ -8,12 +8,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Args;
 
-use super::OutputFormat;
 use super::agent::AgentArgs;
 use super::git_args::{AuthArgs, ReferenceArgs};
+use super::{OutputFormat, block_on, management_client};
 use crate::audit::AuditLog;
 use crate::cluster::ClientCache;
 use crate::manifest::ManifestSet;
@@ -128,14 +127,6 @@ pub fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub(super) fn block_on<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?
-        .block_on(future)
-}
-
 async fn reconcile(
     args: &ReconcileArgs,
     audit: Option<Arc<AuditLog>>,
@@ -155,12 +146,6 @@ async fn reconcile(
 
 /// How long one fetch of the repository may take in `run --once` and `plan`.
 const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(120);
-
-pub(super) async fn management_client() -> anyhow::Result<kube::Client> {
-    kube::Client::try_default()
-        .await
-        .context("connecting to the management cluster (KUBECONFIG or in-cluster)")
-}
 
 impl ReconcileArgs {
     /// The configured source, with its parse cache, read within `timeout`.

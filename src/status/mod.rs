@@ -5,4 +5,4 @@ pub mod model;
 pub mod writer;
 
 pub use self::model::{ClusterResult, ClusterStatus, Condition, SyncStatus};
-pub use self::writer::{StatusError, StatusStore, StatusTarget};
+pub use self::writer::{StatusError, StatusListing, StatusStore, StatusTarget, StoredStatus};

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind, ObjectMeta};
 use serde_json::json;
 
@@ -31,6 +31,13 @@ pub enum StatusError {
         #[source]
         source: kube::Error,
     },
+    #[error("listing {kind} in {scope}: {source}")]
+    List {
+        kind: &'static str,
+        scope: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("the status of SecretSync {key} in ConfigMap {configmap} is not valid YAML: {source}")]
     Corrupt {
         key: SecretSyncKey,
@@ -49,6 +56,22 @@ pub enum StatusTarget {
     ConfigMap(String),
 }
 
+/// A SecretSync's status as found in the management cluster, and where it was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredStatus {
+    pub key: SecretSyncKey,
+    pub target: StatusTarget,
+    pub status: SyncStatus,
+}
+
+/// The statuses found by `StatusStore::list`, sorted by SecretSync, and the ConfigMaps that
+/// could not be read: one corrupt ConfigMap does not hide the others.
+#[derive(Debug, Default)]
+pub struct StatusListing {
+    pub statuses: Vec<StoredStatus>,
+    pub problems: Vec<StatusError>,
+}
+
 /// The `SecretSync` resource (`capi.weave.works/v1alpha1`).
 #[must_use]
 pub fn secret_sync_resource() -> ApiResource {
@@ -56,10 +79,13 @@ pub fn secret_sync_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, KIND), "secretsyncs")
 }
 
+/// What the fallback ConfigMap's name starts with; the SecretSync's name follows.
+const CONFIGMAP_PREFIX: &str = "secretsync.";
+
 /// The fallback ConfigMap's name for a SecretSync.
 #[must_use]
 pub fn configmap_name(key: &SecretSyncKey) -> String {
-    format!("secretsync.{}", key.name)
+    format!("{CONFIGMAP_PREFIX}{}", key.name)
 }
 
 /// Reads and writes SecretSync statuses in the management cluster.
@@ -85,8 +111,14 @@ impl StatusStore {
         };
         let objects: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), &key.namespace, &secret_sync_resource());
-        // Without the CRD the apiserver answers 404 as for a missing object: both mean "no object".
-        if let Some(object) = objects.get_opt(&key.name).await.map_err(read_error)? {
+        let object = match objects.get_opt(&key.name).await {
+            Ok(object) => object,
+            // Without the CRD the apiserver answers a plain "404 page not found" rather than
+            // a NotFound Status, which `get_opt` passes on as an error: no object either way.
+            Err(kube::Error::Api(status)) if status.code == 404 => None,
+            Err(error) => return Err(read_error(error)),
+        };
+        if let Some(object) = object {
             let status = serde_json::from_value(object.data["status"].clone()).unwrap_or_default();
             return Ok((
                 StatusTarget::Object {
@@ -111,6 +143,128 @@ impl StatusStore {
             None => SyncStatus::default(),
         };
         Ok((StatusTarget::ConfigMap(name), status))
+    }
+
+    /// Every SecretSync status in `namespace` (all namespaces when `None`): those on
+    /// SecretSync objects (when the CRD is installed) and those in fallback ConfigMaps. When
+    /// a SecretSync has both, the object's wins as in `read`, unless the object has no status
+    /// yet: then the ConfigMap still holds the last one written.
+    pub async fn list(&self, namespace: Option<&str>) -> Result<StatusListing, StatusError> {
+        let scope =
+            namespace.map_or_else(|| "all namespaces".to_owned(), |n| format!("namespace {n}"));
+        let mut found: BTreeMap<SecretSyncKey, StoredStatus> = BTreeMap::new();
+        let mut listing = StatusListing::default();
+        for stored in self
+            .list_configmaps(namespace, &scope, &mut listing.problems)
+            .await?
+        {
+            found.insert(stored.key.clone(), stored);
+        }
+        for stored in self.list_objects(namespace, &scope).await? {
+            let keep_configmap =
+                stored.status == SyncStatus::default() && found.contains_key(&stored.key);
+            if !keep_configmap {
+                found.insert(stored.key.clone(), stored);
+            }
+        }
+        listing.statuses = found.into_values().collect();
+        Ok(listing)
+    }
+
+    async fn list_objects(
+        &self,
+        namespace: Option<&str>,
+        scope: &str,
+    ) -> Result<Vec<StoredStatus>, StatusError> {
+        let resource = secret_sync_resource();
+        let objects: Api<DynamicObject> = match namespace {
+            Some(namespace) => Api::namespaced_with(self.client.clone(), namespace, &resource),
+            None => Api::all_with(self.client.clone(), &resource),
+        };
+        let list = match objects.list(&ListParams::default()).await {
+            Ok(list) => list,
+            // No CRD ("404 page not found"): statuses live in ConfigMaps only.
+            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(StatusError::List {
+                    kind: "SecretSyncs",
+                    scope: scope.to_owned(),
+                    source,
+                });
+            }
+        };
+        Ok(list
+            .items
+            .into_iter()
+            .filter_map(|object| {
+                let key = SecretSyncKey {
+                    namespace: object.metadata.namespace.clone()?,
+                    name: object.metadata.name.clone()?,
+                };
+                let status =
+                    serde_json::from_value(object.data["status"].clone()).unwrap_or_default();
+                let target = StatusTarget::Object {
+                    generation: object.metadata.generation,
+                };
+                Some(StoredStatus {
+                    key,
+                    target,
+                    status,
+                })
+            })
+            .collect())
+    }
+
+    async fn list_configmaps(
+        &self,
+        namespace: Option<&str>,
+        scope: &str,
+        problems: &mut Vec<StatusError>,
+    ) -> Result<Vec<StoredStatus>, StatusError> {
+        let configmaps: Api<ConfigMap> = match namespace {
+            Some(namespace) => Api::namespaced(self.client.clone(), namespace),
+            None => Api::all(self.client.clone()),
+        };
+        let params = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+        let list = configmaps
+            .list(&params)
+            .await
+            .map_err(|source| StatusError::List {
+                kind: "status ConfigMaps",
+                scope: scope.to_owned(),
+                source,
+            })?;
+        let mut statuses = Vec::new();
+        for configmap in list.items {
+            let (Some(namespace), Some(name)) =
+                (&configmap.metadata.namespace, &configmap.metadata.name)
+            else {
+                continue;
+            };
+            let Some(sync_name) = name.strip_prefix(CONFIGMAP_PREFIX) else {
+                continue;
+            };
+            let Some(text) = configmap.data.as_ref().and_then(|d| d.get(CONFIGMAP_KEY)) else {
+                continue;
+            };
+            let key = SecretSyncKey {
+                namespace: namespace.clone(),
+                name: sync_name.to_owned(),
+            };
+            match serde_yaml::from_str(text) {
+                Ok(status) => statuses.push(StoredStatus {
+                    key,
+                    target: StatusTarget::ConfigMap(name.clone()),
+                    status,
+                }),
+                Err(source) => problems.push(StatusError::Corrupt {
+                    key,
+                    configmap: name.clone(),
+                    source,
+                }),
+            }
+        }
+        Ok(statuses)
     }
 
     /// Writes `status` (server-side apply, so clusters that left the map leave it).

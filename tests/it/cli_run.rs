@@ -2,55 +2,23 @@
 //! `my-dev-secret-syncer` in git, `leaf-cluster-1` labelled `environment: dev`, and the
 //! Secret appearing in `my-namespace` on that leaf only, with the commit recorded.
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, ObjectMeta, Patch, PatchParams};
+use kube::api::Api;
 use secretsync::status::SyncStatus;
 use serde_json::json;
 
 use crate::testenv::TestEnv;
-use crate::testenv::fleet::repo_path;
 use crate::testenv::git::{GitServers, Transport};
-
-const SECRET_VALUE: &str = "dev-registry-password-5f2a";
+use crate::testenv::scenario::{self, SECRET_VALUE};
 
 /// The management cluster's side: leaf-cluster-1 labelled `environment: dev` in `default`,
 /// and the Secret to copy.
 async fn arrange_clusters(env: &TestEnv) {
     // The scenario lives in `default`; no other test uses that namespace.
-    let clusters = env.register_leaves("default").await;
-    let dev = json!({"metadata": {"labels": {"environment": "dev"}}});
-    clusters
-        .patch(
-            "leaf-cluster-1",
-            &PatchParams::default(),
-            &Patch::Merge(dev),
-        )
-        .await
-        .expect("label leaf-cluster-1");
-    let source = Secret {
-        metadata: ObjectMeta {
-            name: Some("my-dev-secret".to_owned()),
-            ..ObjectMeta::default()
-        },
-        data: Some(BTreeMap::from([(
-            "password".to_owned(),
-            ByteString(SECRET_VALUE.as_bytes().to_vec()),
-        )])),
-        ..Secret::default()
-    };
-    Api::<Secret>::namespaced(env.mgmt.client().await, "default")
-        .patch(
-            "my-dev-secret",
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(&source),
-        )
-        .await
-        .expect("source Secret");
+    scenario::arrange_clusters(env, "default", &["leaf-cluster-1"]).await;
 }
 
 /// Runs `secretsync run --once` against `source` with the management cluster's kubeconfig.
@@ -71,17 +39,17 @@ fn run_once(env: &TestEnv, source: &str, work: &Path) -> Output {
 
 /// Runs a secretsync command (`run --once`, `plan`) against `source`.
 fn secretsync(env: &TestEnv, command: &[&str], source: &str, work: &Path) -> Output {
-    let kubeconfig = work.join("mgmt.kubeconfig");
-    std::fs::write(&kubeconfig, env.mgmt.admin_kubeconfig()).expect("kubeconfig");
-    Command::new(env!("CARGO_BIN_EXE_secretsync"))
-        .args(command)
-        .args(["--namespaces", "default", "--source", source])
-        .arg("--data-dir")
-        .arg(work.join("data"))
-        .env("KUBECONFIG", &kubeconfig)
-        .env("SECRETSYNC_LOG", "debug")
-        .output()
-        .expect("run secretsync")
+    let data = work.join("data");
+    let mut args = command.to_vec();
+    args.extend([
+        "--namespaces",
+        "default",
+        "--source",
+        source,
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+    ]);
+    scenario::secretsync(env, &args, work)
 }
 
 /// `plan` says what `run --once` would do and writes nothing.
@@ -116,9 +84,7 @@ async fn the_documented_scenario_end_to_end() {
     arrange_clusters(env).await;
     let servers = GitServers::shared();
     let repo = servers.create_repo("scenario");
-    let manifest =
-        std::fs::read_to_string(repo_path("fixtures/scenario/my-dev-secret-syncer.yaml"))
-            .expect("fixture");
+    let manifest = scenario::manifest();
     let commit = repo
         .write("clusters/my-dev-secret-syncer.yaml", manifest)
         .commit("sync my-dev-secret to dev clusters");

@@ -3,6 +3,7 @@
 
 mod agent;
 mod cli_run;
+mod cli_status;
 mod cli_validate;
 mod cluster;
 mod manifest_corpus;

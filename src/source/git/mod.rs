@@ -42,6 +42,16 @@ pub enum GitError {
         #[source]
         source: git2::Error,
     },
+    #[error(
+        "commit {commit} not found in {url} (fetched {reference}; is it on another branch or tag?)"
+    )]
+    CommitNotFound {
+        url: String,
+        commit: String,
+        reference: String,
+    },
+    #[error("{prefix} names more than one commit in {url}: give more digits")]
+    CommitAmbiguous { url: String, prefix: String },
     #[error(transparent)]
     Revision(#[from] InvalidRevision),
 }
@@ -143,6 +153,26 @@ impl GitSource {
             commit: Some(fetched.commit.clone()),
             files,
         })
+    }
+
+    /// Who made a commit, when and why: `commit` is its id or an unambiguous prefix of it.
+    /// Reads the cache only, so `fetch` first; finds any commit fetched so far, which
+    /// includes the whole history of the followed reference.
+    pub fn commit(&self, commit: &str) -> Result<CommitInfo, GitError> {
+        let repo = self.open_cache()?;
+        repo.find_commit_by_prefix(commit)
+            .map(|found| commit_info(&found))
+            .map_err(|error| match error.code() {
+                git2::ErrorCode::Ambiguous => GitError::CommitAmbiguous {
+                    url: self.url.to_string(),
+                    prefix: commit.to_owned(),
+                },
+                _ => GitError::CommitNotFound {
+                    url: self.url.to_string(),
+                    commit: commit.to_owned(),
+                    reference: self.reference.to_string(),
+                },
+            })
     }
 
     fn open_cache(&self) -> Result<Repository, GitError> {

@@ -11,6 +11,7 @@ pub mod git;
 pub mod kube;
 pub mod pki;
 pub mod process;
+pub mod scenario;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,0 +1,83 @@
+//! The documented SecretSync scenario (`fixtures/scenario/`), arranged in a namespace of the
+//! management cluster, and the built `secretsync` binary run against the environment as a
+//! user would run it: what the CLI tests share.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams};
+use serde_json::json;
+
+use super::TestEnv;
+use super::fleet::repo_path;
+
+/// The value of the source Secret: it must never appear in any output.
+pub const SECRET_VALUE: &str = "dev-registry-password-5f2a";
+
+/// The management cluster's side in `namespace`: both leaves registered, those named in
+/// `dev_leaves` labelled `environment: dev`, and the Secret `my-dev-secret` to copy.
+pub async fn arrange_clusters(env: &TestEnv, namespace: &str, dev_leaves: &[&str]) {
+    let clusters = env.register_leaves(namespace).await;
+    let dev = json!({"metadata": {"labels": {"environment": "dev"}}});
+    for leaf in dev_leaves {
+        clusters
+            .patch(leaf, &PatchParams::default(), &Patch::Merge(&dev))
+            .await
+            .unwrap_or_else(|e| panic!("label {leaf}: {e}"));
+    }
+    let source = Secret {
+        metadata: ObjectMeta {
+            name: Some("my-dev-secret".to_owned()),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(
+            "password".to_owned(),
+            ByteString(SECRET_VALUE.as_bytes().to_vec()),
+        )])),
+        ..Secret::default()
+    };
+    Api::<Secret>::namespaced(env.mgmt.client().await, namespace)
+        .patch(
+            "my-dev-secret",
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&source),
+        )
+        .await
+        .expect("source Secret");
+}
+
+/// The documented SecretSync manifest as the fixture has it: `my-dev-secret-syncer` in
+/// `default`, copying to `my-namespace`.
+pub fn manifest() -> String {
+    std::fs::read_to_string(repo_path("fixtures/scenario/my-dev-secret-syncer.yaml"))
+        .expect("fixture")
+}
+
+/// The documented manifest, renamed to `name` in `namespace`, copying to `target`.
+pub fn manifest_in(name: &str, namespace: &str, target: &str) -> String {
+    manifest()
+        .replace("name: my-dev-secret-syncer", &format!("name: {name}"))
+        .replace("namespace: default", &format!("namespace: {namespace}"))
+        .replace(
+            "targetNamespace: my-namespace",
+            &format!("targetNamespace: {target}"),
+        )
+}
+
+/// Runs the built binary with `args`, talking to the management cluster through a
+/// kubeconfig written to `work`, with debug logs (which tests check for leaks).
+pub fn secretsync(env: &TestEnv, args: &[&str], work: &Path) -> Output {
+    let kubeconfig = work.join("mgmt.kubeconfig");
+    std::fs::write(&kubeconfig, env.mgmt.admin_kubeconfig()).expect("kubeconfig");
+    Command::new(env!("CARGO_BIN_EXE_secretsync"))
+        .args(args)
+        .env("KUBECONFIG", &kubeconfig)
+        .env("SECRETSYNC_LOG", "debug")
+        .env_remove("SECRETSYNC_NAMESPACES")
+        .env_remove("SECRETSYNC_SOURCE")
+        .output()
+        .expect("run secretsync")
+}
