@@ -25,6 +25,10 @@ use crate::trigger::timer::{ResyncSchedule, spawn_poll, spawn_resync};
 use crate::trigger::watch::{WatchedSecrets, spawn_watches};
 use crate::trigger::{Pending, Trigger, Triggers};
 
+/// How long the agent lets a burst of triggers (webhooks for one push, watch events of
+/// one `kubectl apply`) gather before acting on them.
+const SETTLE: Duration = Duration::from_millis(250);
+
 /// How the agent runs.
 #[derive(Debug, Clone)]
 pub struct AgentSettings {
@@ -127,12 +131,13 @@ impl Agent {
             backoff: ClusterBackoff::new(self.settings.backoff),
             ..State::default()
         };
+        self.observer.leading(self.leadership.is_leader());
         self.triggers.request(Trigger::Resync);
         loop {
             let retry_at = state.backoff.next_retry();
             let pending = tokio::select! {
                 () = cancel.cancelled() => break,
-                pending = self.triggers.next() => pending,
+                pending = self.triggers.next_settled(SETTLE) => pending,
                 () = sleep_until(retry_at) => Pending {
                     clusters: state.backoff.due(Instant::now()).iter().map(ToString::to_string).collect(),
                     ..Pending::default()

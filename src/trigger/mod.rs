@@ -62,6 +62,14 @@ impl Pending {
         }
     }
 
+    /// Adds what `other` asks for.
+    pub fn merge(&mut self, other: Pending) {
+        self.fetch |= other.fetch;
+        self.full |= other.full;
+        self.clusters.extend(other.clusters);
+        self.secrets.extend(other.secrets);
+    }
+
     /// Nothing is waiting.
     #[must_use]
     pub fn is_empty(&self) -> bool {
@@ -103,6 +111,15 @@ impl Triggers {
             }
             self.inner.wake.notified().await;
         }
+    }
+
+    /// Waits until something is pending, then lets the burst it may belong to arrive for
+    /// `settle` before taking all of it: twenty webhooks for one push make one fetch.
+    pub async fn next_settled(&self, settle: std::time::Duration) -> Pending {
+        let mut pending = self.next().await;
+        tokio::time::sleep(settle).await;
+        pending.merge(self.take());
+        pending
     }
 
     /// Takes what is pending without waiting (possibly nothing).
@@ -158,6 +175,26 @@ mod tests {
             pending.clusters.iter().collect::<Vec<_>>(),
             ["default/leaf-1"]
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_spread_over_the_settle_time_is_one_pass() {
+        let triggers = Triggers::new();
+        let burst = tokio::spawn({
+            let triggers = triggers.clone();
+            async move {
+                for _ in 0..10 {
+                    triggers.request(Trigger::Webhook);
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        });
+        let pending = triggers
+            .next_settled(std::time::Duration::from_millis(200))
+            .await;
+        burst.await.expect("burst");
+        assert!(pending.fetch);
+        assert!(triggers.take().is_empty(), "the whole burst was taken");
     }
 
     #[tokio::test]

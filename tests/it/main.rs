@@ -14,4 +14,4 @@ mod source_git;
 mod source_local;
 mod sync;
 mod testenv;
-mod webhook;
+pub mod webhook;

@@ -37,6 +37,43 @@ struct Agent {
     servers: Vec<JoinHandle<std::io::Result<()>>>,
 }
 
+/// One HTTP request to a loopback server: status, headers and the body as text.
+pub async fn request(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    method: Method,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (StatusCode, HeaderMap, String) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Full::new(Bytes::from(body))).expect("request");
+    let response = client.request(request).await.expect("response");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("response body")
+        .to_bytes();
+    (
+        status,
+        headers,
+        String::from_utf8(body.to_vec()).expect("UTF-8 body"),
+    )
+}
+
+/// A plain HTTP client for loopback servers.
+pub fn http_client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
 impl Agent {
     async fn start() -> Agent {
         let triggers = Triggers::new();
@@ -50,7 +87,7 @@ impl Agent {
             ops: SocketAddr::from(([127, 0, 0, 1], 0)),
             triggers: triggers.clone(),
             health: health.clone(),
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: http_client(),
             stop: Vec::new(),
             servers: Vec::new(),
         };
@@ -85,27 +122,7 @@ impl Agent {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> (StatusCode, HeaderMap, String) {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(format!("http://{addr}{path}"));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let request = request.body(Full::new(Bytes::from(body))).expect("request");
-        let response = self.client.request(request).await.expect("response");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("response body")
-            .to_bytes();
-        (
-            status,
-            headers,
-            String::from_utf8(body.to_vec()).expect("UTF-8 body"),
-        )
+        request(&self.client, method, addr, path, headers, body).await
     }
 
     /// POSTs `body` to a webhook route; returns status and body.

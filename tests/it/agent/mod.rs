@@ -2,7 +2,9 @@
 //! the test environment, driven by commits, management-cluster changes and signals, and
 //! judged by what arrives on the leaves.
 
+mod endpoints;
 mod process;
+mod replicas;
 mod triggers;
 
 use std::collections::BTreeMap;
@@ -145,7 +147,7 @@ spec:
 
     /// Starts `secretsync run` for this fixture with extra arguments.
     fn start_agent(&self, name: &str, extra: &[&str]) -> AgentProcess {
-        AgentProcess::start(self, name, extra)
+        AgentProcess::start(self, name, extra, None)
     }
 }
 

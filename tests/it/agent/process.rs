@@ -1,6 +1,7 @@
 //! An agent process: the real binary with the management cluster's kubeconfig, its log in a
 //! file, stopped by signal or killed.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -13,25 +14,52 @@ pub struct AgentProcess {
 }
 
 impl AgentProcess {
-    pub fn start(fixture: &Fixture, name: &str, extra: &[&str]) -> AgentProcess {
+    pub fn start(
+        fixture: &Fixture,
+        name: &str,
+        extra: &[&str],
+        webhook_secret: Option<&str>,
+    ) -> AgentProcess {
         let work = fixture.work.path();
         let kubeconfig = work.join("mgmt.kubeconfig");
         std::fs::write(&kubeconfig, fixture.env.mgmt.admin_kubeconfig()).expect("kubeconfig");
         let log = work.join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_secretsync"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_secretsync"));
+        command
             .args(["run", "--source", &fixture.url])
             .args(["--namespaces", &fixture.namespace])
             .arg("--data-dir")
             .arg(work.join(format!("{name}-data")))
             .args(["--identity", name, "--lease-namespace", &fixture.namespace])
+            // Ephemeral ports: agents of parallel tests must not collide.
+            .args([
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--webhook-addr",
+                "127.0.0.1:0",
+            ])
             .args(extra)
             .env("KUBECONFIG", &kubeconfig)
             .env("SECRETSYNC_LOG", "info,secretsync=debug")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start secretsync run");
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        if let Some(secret) = webhook_secret {
+            command.env("SECRETSYNC_WEBHOOK_SECRET", secret);
+        }
+        let child = command.spawn().expect("start secretsync run");
         AgentProcess { child, log }
+    }
+
+    /// The address an endpoint (`metrics`, `webhook`) is bound to, from the agent's log.
+    pub async fn endpoint(&self, what: &str) -> SocketAddr {
+        let announcement = format!("{what} endpoint listening");
+        super::eventually(&announcement, async || {
+            let log = self.log();
+            let line = log.lines().find(|line| line.contains(&announcement))?;
+            let bound = line.split("bound=").nth(1)?;
+            bound.split_whitespace().next()?.parse().ok()
+        })
+        .await
     }
 
     pub fn log(&self) -> String {
