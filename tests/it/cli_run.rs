@@ -16,13 +16,12 @@ use crate::testenv::TestEnv;
 use crate::testenv::fleet::repo_path;
 use crate::testenv::git::{GitServers, Transport};
 
-const SECRET_VALUE: &str = "dev-registry-password-5f2a";
+pub const SECRET_VALUE: &str = "dev-registry-password-5f2a";
 
-/// The management cluster's side: leaf-cluster-1 labelled `environment: dev` in `default`,
-/// and the Secret to copy.
-async fn arrange_clusters(env: &TestEnv) {
-    // The scenario lives in `default`; no other test uses that namespace.
-    let clusters = env.register_leaves("default").await;
+/// The management cluster's side: leaf-cluster-1 labelled `environment: dev` in
+/// `namespace`, and the Secret to copy.
+pub async fn arrange_clusters(env: &TestEnv, namespace: &str) {
+    let clusters = env.register_leaves(namespace).await;
     let dev = json!({"metadata": {"labels": {"environment": "dev"}}});
     clusters
         .patch(
@@ -43,7 +42,7 @@ async fn arrange_clusters(env: &TestEnv) {
         )])),
         ..Secret::default()
     };
-    Api::<Secret>::namespaced(env.mgmt.client().await, "default")
+    Api::<Secret>::namespaced(env.mgmt.client().await, namespace)
         .patch(
             "my-dev-secret",
             &PatchParams::apply("test").force(),
@@ -69,16 +68,47 @@ fn run_once(env: &TestEnv, source: &str, work: &Path) -> Output {
     )
 }
 
-/// Runs a secretsync command (`run --once`, `plan`) against `source`.
+/// The documented SecretSync (`my-dev-secret-syncer`) placed in `namespace`, copying to
+/// `target_namespace` on the leaves.
+pub fn scenario_manifest(namespace: &str, target_namespace: &str) -> String {
+    std::fs::read_to_string(repo_path("fixtures/scenario/my-dev-secret-syncer.yaml"))
+        .expect("fixture")
+        .replace("namespace: default", &format!("namespace: {namespace}"))
+        .replace(
+            "targetNamespace: my-namespace",
+            &format!("targetNamespace: {target_namespace}"),
+        )
+}
+
+/// Runs a secretsync command (`run --once`, `plan`) against `source` as the cluster admin,
+/// serving `default`.
 fn secretsync(env: &TestEnv, command: &[&str], source: &str, work: &Path) -> Output {
-    let kubeconfig = work.join("mgmt.kubeconfig");
-    std::fs::write(&kubeconfig, env.mgmt.admin_kubeconfig()).expect("kubeconfig");
+    secretsync_as(
+        &env.mgmt.admin_kubeconfig(),
+        "default",
+        command,
+        source,
+        work,
+    )
+}
+
+/// Runs a secretsync command with the management-cluster credentials of `kubeconfig`,
+/// serving `namespaces` (comma-separated).
+pub fn secretsync_as(
+    kubeconfig: &str,
+    namespaces: &str,
+    command: &[&str],
+    source: &str,
+    work: &Path,
+) -> Output {
+    let kubeconfig_file = work.join("mgmt.kubeconfig");
+    std::fs::write(&kubeconfig_file, kubeconfig).expect("kubeconfig");
     Command::new(env!("CARGO_BIN_EXE_secretsync"))
         .args(command)
-        .args(["--namespaces", "default", "--source", source])
+        .args(["--namespaces", namespaces, "--source", source])
         .arg("--data-dir")
         .arg(work.join("data"))
-        .env("KUBECONFIG", &kubeconfig)
+        .env("KUBECONFIG", &kubeconfig_file)
         .env("SECRETSYNC_LOG", "debug")
         .output()
         .expect("run secretsync")
@@ -113,12 +143,11 @@ async fn plan_writes_nothing(env: &TestEnv, url: &str, work: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_documented_scenario_end_to_end() {
     let env = TestEnv::shared();
-    arrange_clusters(env).await;
+    // The scenario lives in `default`; no other test uses that namespace.
+    arrange_clusters(env, "default").await;
     let servers = GitServers::shared();
     let repo = servers.create_repo("scenario");
-    let manifest =
-        std::fs::read_to_string(repo_path("fixtures/scenario/my-dev-secret-syncer.yaml"))
-            .expect("fixture");
+    let manifest = scenario_manifest("default", "my-namespace");
     let commit = repo
         .write("clusters/my-dev-secret-syncer.yaml", manifest)
         .commit("sync my-dev-secret to dev clusters");
@@ -206,7 +235,7 @@ async fn the_documented_scenario_end_to_end() {
     }
 }
 
-fn base64_of(text: &str) -> String {
+pub fn base64_of(text: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(text)
 }
