@@ -31,6 +31,16 @@ fn containers_are_hardened_and_sized() {
     let sidecar = container(source_controller, "secretsync");
     assert_hardened(sidecar, "flux-sidecar");
     sidecar_uses_its_own_token(source_controller, sidecar);
+    // Containers of a pod share its network: no port twice.
+    let ports: Vec<&Value> = source_controller["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .expect("containers")
+        .iter()
+        .flat_map(|c| c["ports"].as_array().expect("ports"))
+        .map(|p| &p["containerPort"])
+        .collect();
+    let distinct: BTreeSet<String> = ports.iter().map(ToString::to_string).collect();
+    assert_eq!(distinct.len(), ports.len(), "ports {ports:?}");
 }
 
 fn assert_hardened(container: &Value, what: &str) {
