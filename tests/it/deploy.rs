@@ -125,7 +125,7 @@ async fn arrange_outsider(admin: &kube::Client, outsider: &str) {
 }
 
 /// A user's overlay on `deploy/overlays/standalone` that serves `tenant` instead of
-/// `default`, written as README "Install" says: the shipped serve-default.yaml copied for
+/// `default`, written as README "Deploy" says: the shipped serve-default.yaml copied for
 /// the namespace, the default one removed, SECRETSYNC_NAMESPACES merged.
 fn standalone_serving(tenant: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");

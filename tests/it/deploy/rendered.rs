@@ -53,7 +53,7 @@ fn assert_hardened(container: &Value, what: &str) {
         security["seccompProfile"]["type"], "RuntimeDefault",
         "{what}"
     );
-    // README "Resources" explains these figures (bench/RESULTS.md: 75 MiB peak RSS).
+    // README "Resources and security context" explains these figures (bench/RESULTS.md: 75 MiB peak RSS).
     assert_eq!(
         container["resources"],
         json!({"requests": {"cpu": "50m", "memory": "128Mi"},
