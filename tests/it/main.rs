@@ -6,6 +6,7 @@ mod cli_run;
 mod cli_status;
 mod cli_validate;
 mod cluster;
+mod deploy;
 mod manifest_corpus;
 mod smoke_git;
 mod smoke_kube;

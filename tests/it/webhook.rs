@@ -70,6 +70,7 @@ pub async fn request(
 }
 
 /// A plain HTTP client for loopback servers.
+#[must_use]
 pub fn http_client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
 }

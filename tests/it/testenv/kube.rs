@@ -211,6 +211,19 @@ impl KubeCluster {
 
     /// A kubeconfig authenticating with `client`, a certificate from the test CA.
     pub fn kubeconfig_for(&self, client: &CertPair) -> String {
+        self.kubeconfig_with_user(&serde_json::json!({
+            "client-certificate-data": BASE64.encode(&client.cert_pem),
+            "client-key-data": BASE64.encode(&client.key_pem),
+        }))
+    }
+
+    /// A kubeconfig authenticating with a bearer token, e.g. a ServiceAccount's from the
+    /// TokenRequest API (the apiserver signs those with its service-account key).
+    pub fn kubeconfig_with_token(&self, token: &str) -> String {
+        self.kubeconfig_with_user(&serde_json::json!({ "token": token }))
+    }
+
+    fn kubeconfig_with_user(&self, user: &serde_json::Value) -> String {
         let name = &self.name;
         let kubeconfig = serde_json::json!({
             "apiVersion": "v1",
@@ -219,10 +232,7 @@ impl KubeCluster {
                 "server": self.server,
                 "certificate-authority-data": BASE64.encode(&self.ca_pem),
             }}],
-            "users": [{"name": name, "user": {
-                "client-certificate-data": BASE64.encode(&client.cert_pem),
-                "client-key-data": BASE64.encode(&client.key_pem),
-            }}],
+            "users": [{"name": name, "user": user}],
             "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
             "current-context": name,
         });

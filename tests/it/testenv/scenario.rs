@@ -70,8 +70,13 @@ pub fn manifest_in(name: &str, namespace: &str, target: &str) -> String {
 /// Runs the built binary with `args`, talking to the management cluster through a
 /// kubeconfig written to `work`, with debug logs (which tests check for leaks).
 pub fn secretsync(env: &TestEnv, args: &[&str], work: &Path) -> Output {
+    secretsync_with(&env.mgmt.admin_kubeconfig(), args, work)
+}
+
+/// Like `secretsync`, with the management-cluster credentials of `kubeconfig`.
+pub fn secretsync_with(kubeconfig_yaml: &str, args: &[&str], work: &Path) -> Output {
     let kubeconfig = work.join("mgmt.kubeconfig");
-    std::fs::write(&kubeconfig, env.mgmt.admin_kubeconfig()).expect("kubeconfig");
+    std::fs::write(&kubeconfig, kubeconfig_yaml).expect("kubeconfig");
     Command::new(env!("CARGO_BIN_EXE_secretsync"))
         .args(args)
         .env("KUBECONFIG", &kubeconfig)
