@@ -19,6 +19,7 @@ use crate::agent::leader::{Leadership, LeaseSettings};
 use crate::agent::{Agent, AgentSettings};
 use crate::audit::AuditLog;
 use crate::cluster::ClientCache;
+use crate::source::git::GitReference;
 use crate::sync::Reconciler;
 use crate::telemetry::health::{self, Health};
 use crate::telemetry::metrics::Metrics;
@@ -174,7 +175,9 @@ async fn serve_endpoints(
     match std::env::var(WEBHOOK_SECRET_ENV) {
         Ok(secret) if !secret.is_empty() => {
             let mut config = WebhookConfig::new(SecretString::from(secret))?;
-            if let Some(branch) = &args.common.reference.branch {
+            // Pushes to other branches need no fetch; for a tag, a semver range or a commit,
+            // every push might matter.
+            if let GitReference::Branch(branch) = args.common.reference.reference()? {
                 config = config.with_branch(branch);
             }
             let router = webhook::router(config, agent.triggers(), Some(telemetry.metrics.clone()));

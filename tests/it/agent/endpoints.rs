@@ -80,6 +80,7 @@ async fn a_signed_webhook_syncs_a_new_commit_and_a_forged_one_does_nothing() {
     );
     let log = agent.log();
     assert!(!log.contains(SECRET), "the webhook secret is in the log");
+    fixture.assert_no_leaks(&agent);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,4 +121,5 @@ async fn readyz_and_metrics_tell_what_the_agent_did() {
     })
     .await;
     assert!(!metrics.contains("ops-token"));
+    fixture.assert_no_leaks(&agent);
 }

@@ -3,6 +3,7 @@
 //! judged by what arrives on the leaves.
 
 mod endpoints;
+mod faults;
 mod process;
 mod replicas;
 mod triggers;
@@ -24,6 +25,8 @@ use crate::testenv::{TestEnv, unique_namespace};
 /// and the agents started for it.
 struct Fixture {
     env: &'static TestEnv,
+    /// Every value put into a source Secret: none may appear in the agents' logs.
+    secret_values: std::sync::Mutex<Vec<String>>,
     namespace: String,
     repo: Repo,
     url: String,
@@ -40,6 +43,7 @@ impl Fixture {
         let url = servers.url(&repo, Transport::File);
         Fixture {
             env,
+            secret_values: std::sync::Mutex::default(),
             namespace,
             repo,
             url,
@@ -72,6 +76,10 @@ spec:
     }
 
     async fn put_source_secret(&self, name: &str, value: &str) {
+        self.secret_values
+            .lock()
+            .expect("values")
+            .push(value.to_owned());
         let secret = Secret {
             metadata: ObjectMeta {
                 name: Some(name.to_owned()),
@@ -143,6 +151,20 @@ spec:
             .expect("read the status ConfigMap")?;
         let status = serde_yaml::from_str(&configmap.data.as_ref()?["status"]).ok()?;
         Some((configmap, status))
+    }
+
+    /// The agent's log (at debug level for secretsync) holds no secret value, plain or
+    /// base64.
+    fn assert_no_leaks(&self, agent: &AgentProcess) {
+        use base64::Engine as _;
+        let log = agent.log();
+        for value in self.secret_values.lock().expect("values").iter() {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(value);
+            assert!(
+                !log.contains(value.as_str()) && !log.contains(&encoded),
+                "a secret value is in the agent's log"
+            );
+        }
     }
 
     /// Starts `secretsync run` for this fixture with extra arguments.

@@ -52,6 +52,8 @@ async fn the_follower_takes_over_when_the_leader_dies() {
         .await;
     eprintln!("leader hand-over after SIGKILL: {:?}", killed.elapsed());
     assert!(second.log().contains("leader=true"), "{}", second.log());
+    fixture.assert_no_leaks(&first);
+    fixture.assert_no_leaks(&second);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,6 +91,7 @@ async fn a_leader_stopped_with_sigterm_releases_the_lease() {
         .until_leaf_holds("leaf-cluster-2", "vault", "release-token-2")
         .await;
     assert_eq!(lease_holder(&fixture).await.as_deref(), Some("replica-b"));
+    fixture.assert_no_leaks(&second);
 }
 
 /// Who holds the agents' Lease in the fixture's namespace.

@@ -49,6 +49,7 @@ async fn a_poll_finds_a_new_commit_and_an_unchanged_one_writes_nothing() {
     fixture
         .until_leaf_holds("leaf-cluster-1", "vault", "poll-token-2")
         .await;
+    fixture.assert_no_leaks(&agent);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,6 +87,7 @@ async fn watches_sync_a_rotated_secret_and_a_new_cluster_without_a_fetch() {
         reads_before,
         "the repository was read again:\n{log}"
     );
+    fixture.assert_no_leaks(&agent);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,7 +97,7 @@ async fn the_resync_schedule_repairs_a_copy_deleted_by_hand() {
     fixture.put_source_secret("registry", "resync-token").await;
     fixture.commit_sync("registry", "dev", "registry");
     // Every 2 seconds (six-field cron, seconds first); no poll during the test.
-    let _agent = fixture.start_agent(
+    let agent = fixture.start_agent(
         "resync",
         &["--interval", "1h", "--resync-schedule", "*/2 * * * * *"],
     );
@@ -112,6 +114,7 @@ async fn the_resync_schedule_repairs_a_copy_deleted_by_hand() {
     fixture
         .until_leaf_holds("leaf-cluster-2", "registry", "resync-token")
         .await;
+    fixture.assert_no_leaks(&agent);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,7 +146,8 @@ async fn sigterm_during_a_sync_exits_cleanly_and_the_next_start_converges() {
     assert!(status.success(), "{status:?}\n{}", agent.log());
     assert!(agent.log().contains("agent stopped"), "{}", agent.log());
 
-    let _restarted = fixture.start_agent("sigterm-2", &[]);
+    fixture.assert_no_leaks(&agent);
+    let restarted = fixture.start_agent("sigterm-2", &[]);
     for leaf in ["leaf-cluster-1", "leaf-cluster-2"] {
         for n in 0..SYNCS {
             fixture
@@ -173,6 +177,7 @@ async fn sigterm_during_a_sync_exits_cleanly_and_the_next_start_converges() {
             );
         }
     }
+    fixture.assert_no_leaks(&restarted);
 }
 
 fn sync_yaml(namespace: &str, name: &str) -> String {
