@@ -346,18 +346,11 @@ fn record_cluster_outcomes(
 }
 
 fn log_report(revision: &str, everything: bool, elapsed: Duration, report: &ReconcileReport) {
-    let pairs = report.results.values().map(Vec::len).sum::<usize>();
-    let synced = report
-        .results
-        .values()
-        .flatten()
-        .filter(|r| r.outcome.resource_version().is_some())
-        .count();
     tracing::info!(
         %revision,
         scope = if everything { "all" } else { "changed" },
-        pairs,
-        synced,
+        pairs = report.pairs(),
+        synced = report.synced(),
         applied = report.applied,
         pruned = report.pruned,
         status_writes = report.status_writes,

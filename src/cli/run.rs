@@ -103,11 +103,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     let (set, report) = block_on(reconcile(&args.common, audit, false))?;
     print_summary(&args.common, &set, &report, false)?;
-    let all_synced = report
-        .results
-        .values()
-        .flatten()
-        .all(|r| r.outcome.resource_version().is_some());
+    let all_synced = report.synced() == report.pairs();
     let clean = all_synced && report.problems.is_empty() && !set.has_errors();
     Ok(if clean {
         ExitCode::SUCCESS
@@ -241,16 +237,11 @@ fn write_text(
             report.prunes.len()
         );
     }
-    let synced = report
-        .results
-        .values()
-        .flatten()
-        .filter(|r| r.outcome.resource_version().is_some())
-        .count();
-    let pairs = report.results.values().map(Vec::len).sum::<usize>();
     writeln!(
         out,
-        "{synced}/{pairs} synced; {} written, {} pruned, {} status update(s); {} manifest error(s)",
+        "{}/{} synced; {} written, {} pruned, {} status update(s); {} manifest error(s)",
+        report.synced(),
+        report.pairs(),
         report.applied,
         report.pruned,
         report.status_writes,

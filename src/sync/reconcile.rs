@@ -42,6 +42,24 @@ pub struct ReconcileReport {
     pub problems: Vec<String>,
 }
 
+impl ReconcileReport {
+    /// (SecretSync, cluster) pairs reported.
+    #[must_use]
+    pub fn pairs(&self) -> usize {
+        self.results.values().map(Vec::len).sum()
+    }
+
+    /// Pairs whose cluster holds its copy.
+    #[must_use]
+    pub fn synced(&self) -> usize {
+        self.results
+            .values()
+            .flatten()
+            .filter(|r| r.outcome.resource_version().is_some())
+            .count()
+    }
+}
+
 /// What a reconciler serves and how carefully it prunes.
 #[derive(Debug, Clone, Default)]
 pub struct ReconcileOptions {

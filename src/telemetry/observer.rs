@@ -29,12 +29,7 @@ impl Observer for Telemetry {
         for ((namespace, cluster), up) in clusters_up(report) {
             self.metrics.set_cluster_up(&namespace, &cluster, up);
         }
-        let all_synced = report
-            .results
-            .values()
-            .flatten()
-            .all(|r| r.outcome.resource_version().is_some());
-        if all_synced && !set.has_errors() {
+        if report.synced() == report.pairs() && !set.has_errors() {
             self.metrics.set_revision(&set.revision.to_string());
         }
     }

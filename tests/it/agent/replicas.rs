@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 
+use super::process::AgentProcess;
 use super::{Fixture, eventually};
 
 fn elected(lease_duration: &str) -> [&str; 7] {
@@ -22,19 +23,18 @@ fn elected(lease_duration: &str) -> [&str; 7] {
     ]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_follower_takes_over_when_the_leader_dies() {
-    let fixture = Fixture::new("agent-lease").await;
-    fixture.label_cluster("leaf-cluster-1", "dev").await;
+/// `registry` synced to `leaf` by replica-a, then replica-b started and following; the
+/// Secret `vault` is ready for the change the next leader must sync.
+async fn two_replicas(fixture: &Fixture, leaf: &str, lease: &str) -> (AgentProcess, AgentProcess) {
+    fixture.label_cluster(leaf, "dev").await;
     fixture.put_source_secret("registry", "lease-token-1").await;
     fixture.put_source_secret("vault", "lease-token-2").await;
     fixture.commit_sync("registry", "dev", "registry");
-
-    let mut first = fixture.start_agent("replica-a", &elected("6s"));
+    let first = fixture.start_agent("replica-a", &elected(lease));
     fixture
-        .until_leaf_holds("leaf-cluster-1", "registry", "lease-token-1")
+        .until_leaf_holds(leaf, "registry", "lease-token-1")
         .await;
-    let second = fixture.start_agent("replica-b", &elected("6s"));
+    let second = fixture.start_agent("replica-b", &elected(lease));
     eventually("the second replica follows", async || {
         second
             .log()
@@ -43,6 +43,13 @@ async fn the_follower_takes_over_when_the_leader_dies() {
     })
     .await;
     assert!(first.log().contains("leader=true"), "{}", first.log());
+    (first, second)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_follower_takes_over_when_the_leader_dies() {
+    let fixture = Fixture::new("agent-lease").await;
+    let (mut first, second) = two_replicas(&fixture, "leaf-cluster-1", "6s").await;
 
     first.kill();
     let killed = Instant::now();
@@ -63,7 +70,7 @@ async fn a_leader_stopped_with_sigterm_releases_the_lease() {
     fixture
         .put_source_secret("registry", "release-token-1")
         .await;
-    fixture.put_source_secret("vault", "release-token-2").await;
+    fixture.put_source_secret("vault", "lease-token-2").await;
     fixture.commit_sync("registry", "dev", "registry");
     let mut first = fixture.start_agent("replica-a", &elected("10s"));
     fixture
@@ -88,7 +95,7 @@ async fn a_leader_stopped_with_sigterm_releases_the_lease() {
     );
     fixture.commit_sync("vault", "dev", "vault");
     fixture
-        .until_leaf_holds("leaf-cluster-2", "vault", "release-token-2")
+        .until_leaf_holds("leaf-cluster-2", "vault", "lease-token-2")
         .await;
     assert_eq!(lease_holder(&fixture).await.as_deref(), Some("replica-b"));
     fixture.assert_no_leaks(&second);
