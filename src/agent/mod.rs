@@ -209,7 +209,14 @@ impl Agent {
         let syncs = if everything {
             None
         } else {
-            let affected = scope::affected(set, &pending);
+            let affected: BTreeSet<SecretSyncKey> = scope::affected(set, &pending)
+                .into_iter()
+                .filter(|key| {
+                    set.syncs
+                        .iter()
+                        .any(|sync| &sync.key == key && self.options.serves(sync))
+                })
+                .collect();
             if affected.is_empty() {
                 tracing::debug!(%revision, "nothing changed: no reconcile");
                 return;
@@ -263,6 +270,7 @@ impl Agent {
                     read.set
                         .syncs
                         .iter()
+                        .filter(|sync| self.options.serves(sync))
                         .map(|s| (s.key.namespace.clone(), s.spec.secret_ref.name.clone()))
                         .collect(),
                 );

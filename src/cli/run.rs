@@ -15,13 +15,14 @@ use super::git_args::{AuthArgs, ReferenceArgs};
 use super::{OutputFormat, block_on, management_client};
 use crate::audit::AuditLog;
 use crate::cluster::ClientCache;
-use crate::manifest::ManifestSet;
+use crate::manifest::{InvalidSelector, LabelSelector, ManifestSet};
 use crate::source::Selection;
 use crate::source::configured::{ConfiguredSource, SourceReader};
 use crate::source::git::{GitSource, RemoteUrl};
 use crate::source::local::LocalSource;
 use crate::status::model::{result_message, result_name};
 use crate::sync::apply::Outcome;
+use crate::sync::desired::SHARD_LABEL_PREFIX;
 use crate::sync::{ReconcileOptions, ReconcileReport, Reconciler};
 
 #[derive(Debug, Args)]
@@ -70,6 +71,12 @@ pub struct ReconcileArgs {
     /// Management-cluster namespaces to serve (comma-separated) [default: all].
     #[arg(long, value_delimiter = ',', env = "SECRETSYNC_NAMESPACES")]
     pub namespaces: Vec<String>,
+
+    /// Serve only the SecretSyncs whose labels match (sharding over several agents), e.g.
+    /// `sharding.secretsync.dev/key in (shard1)`; the agent that serves the rest runs with
+    /// `!sharding.secretsync.dev/key`. Keys must start with `sharding.secretsync.dev/`.
+    #[arg(long, env = "SECRETSYNC_WATCH_LABEL_SELECTOR", value_parser = parse_shard)]
+    pub watch_label_selector: Option<LabelSelector>,
 
     /// Prune even when a revision holds no SecretSync at all (normally refused as suspicious).
     #[arg(long, env = "SECRETSYNC_ALLOW_EMPTY_SOURCE")]
@@ -171,8 +178,27 @@ impl ReconcileArgs {
             allow_empty_source: self.allow_empty_source,
             audit,
             dry_run,
+            shard: self.watch_label_selector.clone(),
         }
     }
+}
+
+/// A shard selector: the kubectl syntax, on shard labels only (they are the ones carried to
+/// the leaf copies, so that the shard that wrote a copy is the one that prunes it).
+fn parse_shard(text: &str) -> Result<LabelSelector, String> {
+    let selector: LabelSelector = text.parse().map_err(|e: InvalidSelector| e.to_string())?;
+    let keys = selector
+        .match_labels
+        .keys()
+        .chain(selector.match_expressions.iter().map(|r| &r.key));
+    for key in keys {
+        if !key.starts_with(SHARD_LABEL_PREFIX) {
+            return Err(format!(
+                "label key {key:?}: shard selectors use keys under {SHARD_LABEL_PREFIX}"
+            ));
+        }
+    }
+    Ok(selector)
 }
 
 fn print_summary(

@@ -19,7 +19,7 @@ pub use self::model::{
     SUSPEND_ANNOTATION, SecretRef, SecretSync, SecretSyncKey, SecretSyncSpec, SyncOptions,
 };
 use self::parse::{ParsedFile, parse_file};
-pub use self::selector::{LabelSelector, Operator, Requirement};
+pub use self::selector::{InvalidSelector, LabelSelector, Operator, Requirement};
 use crate::source::{Revision, Snapshot};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

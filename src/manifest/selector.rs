@@ -136,6 +136,107 @@ impl Requirement {
     }
 }
 
+/// A selector written as on the `kubectl` command line, e.g.
+/// `sharding.secretsync.dev/key in (shard1,shard2),!legacy,tier=gold`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid label selector {text:?}: {message}")]
+pub struct InvalidSelector {
+    text: String,
+    message: String,
+}
+
+impl std::str::FromStr for LabelSelector {
+    type Err = InvalidSelector;
+
+    /// Terms separated by commas (outside parentheses): `key=value` (or `==`), `key!=value`,
+    /// `key in (a,b)`, `key notin (a,b)`, `key` (exists), `!key` (does not exist).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let invalid = |message: String| InvalidSelector {
+            text: text.to_owned(),
+            message,
+        };
+        let mut selector = LabelSelector::default();
+        for term in split_terms(text).map_err(invalid)? {
+            parse_term(term, &mut selector).map_err(invalid)?;
+        }
+        if selector.is_empty() {
+            return Err(invalid("it has no terms".to_owned()));
+        }
+        if let Some(problem) = selector.problems().into_iter().next() {
+            return Err(invalid(format!("{}: {}", problem.field, problem.message)));
+        }
+        Ok(selector)
+    }
+}
+
+fn split_terms(text: &str) -> Result<Vec<&str>, String> {
+    let mut terms = Vec::new();
+    let (mut depth, mut start) = (0_i32, 0);
+    for (index, character) in text.char_indices() {
+        match character {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                terms.push(text[start..index].trim());
+                start = index + 1;
+            }
+            _ => {}
+        }
+        if !(0..=1).contains(&depth) {
+            return Err("unbalanced parentheses".to_owned());
+        }
+    }
+    if depth != 0 {
+        return Err("unbalanced parentheses".to_owned());
+    }
+    terms.push(text[start..].trim());
+    if terms.iter().any(|t| t.is_empty()) {
+        return Err("empty term".to_owned());
+    }
+    Ok(terms)
+}
+
+fn parse_term(term: &str, selector: &mut LabelSelector) -> Result<(), String> {
+    let mut require = |key: &str, operator, values: Vec<String>| {
+        selector.match_expressions.push(Requirement {
+            key: key.trim().to_owned(),
+            operator,
+            values,
+        });
+    };
+    if let Some(key) = term.strip_prefix('!') {
+        require(key, Operator::DoesNotExist, Vec::new());
+    } else if let Some((key, value)) = term.split_once("!=") {
+        require(key, Operator::NotIn, vec![value.trim().to_owned()]);
+    } else if let Some((key, value)) = term.split_once('=') {
+        let value = value.strip_prefix('=').unwrap_or(value);
+        selector
+            .match_labels
+            .insert(key.trim().to_owned(), value.trim().to_owned());
+    } else if let Some((key, rest)) = term.split_once(char::is_whitespace) {
+        let rest = rest.trim_start();
+        let (operator, list) = if let Some(list) = rest.strip_prefix("notin") {
+            (Operator::NotIn, list)
+        } else if let Some(list) = rest.strip_prefix("in") {
+            (Operator::In, list)
+        } else {
+            return Err(format!("{term:?}: expected `in (...)` or `notin (...)`"));
+        };
+        let values = list
+            .trim()
+            .strip_prefix('(')
+            .and_then(|l| l.strip_suffix(')'))
+            .ok_or_else(|| format!("{term:?}: values go in parentheses"))?
+            .split(',')
+            .map(|v| v.trim().to_owned())
+            .collect();
+        require(key, operator, values);
+    } else {
+        require(term, Operator::Exists, Vec::new());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +324,48 @@ mod tests {
                 .problems()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn parses_the_kubectl_syntax() {
+        let parsed: LabelSelector =
+            "sharding.secretsync.dev/key in (shard1, shard2),!legacy,tier=gold,zone!=eu,gpu"
+                .parse()
+                .expect("valid");
+        let expected = selector(
+            "matchLabels: {tier: gold}
+matchExpressions:
+- {key: sharding.secretsync.dev/key, operator: In, values: [shard1, shard2]}
+- {key: legacy, operator: DoesNotExist}
+- {key: zone, operator: NotIn, values: [eu]}
+- {key: gpu, operator: Exists}",
+        );
+        assert_eq!(parsed, expected);
+        assert!(parsed.matches(&labels(&[
+            ("sharding.secretsync.dev/key", "shard2"),
+            ("tier", "gold"),
+            ("gpu", "yes")
+        ])));
+        let double: LabelSelector = "tier==gold".parse().expect("valid");
+        assert_eq!(double.match_labels["tier"], "gold");
+        let notin: LabelSelector = "key notin (a)".parse().expect("valid");
+        assert_eq!(notin.match_expressions[0].operator, Operator::NotIn);
+    }
+
+    #[test]
+    fn refuses_malformed_selectors_with_the_reason() {
+        for (text, reason) in [
+            ("", "empty term"),
+            ("a in (x", "unbalanced"),
+            ("a,,b", "empty term"),
+            ("a in x", "parentheses"),
+            ("a within (x)", "expected `in"),
+            ("bad key!=x", "label key \"bad key\""),
+            ("-bad=x", "matchLabels"),
+        ] {
+            let error = text.parse::<LabelSelector>().expect_err(text).to_string();
+            assert!(error.contains(reason), "{text:?}: {error}");
+        }
     }
 
     #[test]

@@ -35,8 +35,14 @@ const TOOLING_PREFIXES: &[&str] = &[
     "helm.sh/",
     "meta.helm.sh/",
     "secretsync.dev/",
+    SHARD_LABEL_PREFIX,
     "app.kubernetes.io/managed-by",
 ];
+
+/// Labels of a SecretSync under this prefix mark its shard (`--watch-label-selector`); they
+/// are carried to its leaf copies, so that the shard that wrote a copy is the one that
+/// prunes it, even after the SecretSync left the repository.
+pub const SHARD_LABEL_PREFIX: &str = "sharding.secretsync.dev/";
 
 /// The Secret secretsync wants on a leaf cluster for one SecretSync.
 #[must_use]
@@ -45,6 +51,12 @@ pub fn leaf_secret(sync: &SecretSync, source: &Secret, revision: &Revision) -> S
     let mut labels = user_entries(source_meta.labels.as_ref());
     labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned());
     labels.insert(OWNER_LABEL.to_owned(), owner_label(sync));
+    labels.extend(
+        sync.labels
+            .iter()
+            .filter(|(key, _)| key.starts_with(SHARD_LABEL_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
     let mut annotations = user_entries(source_meta.annotations.as_ref());
     annotations.insert(SOURCE_ANNOTATION.to_owned(), sync.key.to_string());
     annotations.insert(REVISION_ANNOTATION.to_owned(), revision.to_string());

@@ -30,6 +30,8 @@ pub struct OwnedCopy {
     pub manifest: Option<String>,
     /// Its SecretSync asked to orphan it (kept for when the SecretSync itself is gone).
     pub orphan: bool,
+    /// Its labels, which name its shard.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Why nothing at all is pruned this time.
@@ -67,6 +69,7 @@ impl OwnedCopy {
             owner,
             manifest: annotation(MANIFEST_ANNOTATION),
             orphan: annotation(DELETION_POLICY_ANNOTATION).as_deref() == Some("Orphan"),
+            labels: labels.clone(),
         })
     }
 }

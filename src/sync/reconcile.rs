@@ -19,7 +19,7 @@ use crate::cluster::{
     ClientCache, ClusterKey, ClusterName, LeafClient, list_all_clusters, list_clusters_in,
     read_kubeconfig, readiness,
 };
-use crate::manifest::{ManifestSet, SecretSync, SecretSyncKey};
+use crate::manifest::{LabelSelector, ManifestSet, SecretSync, SecretSyncKey};
 use crate::status::{ClusterResult, StatusStore, StatusTarget, SyncStatus};
 
 /// Leaf clusters written to at the same time.
@@ -72,6 +72,25 @@ pub struct ReconcileOptions {
     pub audit: Option<Arc<AuditLog>>,
     /// Read everything, write nothing: outcomes say what would be written and pruned.
     pub dry_run: bool,
+    /// This agent's shard: only SecretSyncs whose labels match are served, and only leaf
+    /// copies whose (shard) labels match are pruned. `None` serves every SecretSync.
+    pub shard: Option<LabelSelector>,
+}
+
+impl ReconcileOptions {
+    /// Whether this agent serves `sync` (it is in the agent's shard).
+    #[must_use]
+    pub fn serves(&self, sync: &SecretSync) -> bool {
+        self.shard
+            .as_ref()
+            .is_none_or(|shard| shard.matches(&sync.labels))
+    }
+
+    fn prunes(&self, copy: &prune::OwnedCopy) -> bool {
+        self.shard
+            .as_ref()
+            .is_none_or(|shard| shard.matches(&copy.labels))
+    }
 }
 
 /// Which part of the world one reconcile covers. The default covers everything.
@@ -90,6 +109,12 @@ impl Scope {
     fn covers(&self, key: &SecretSyncKey) -> bool {
         self.syncs.as_ref().is_none_or(|syncs| syncs.contains(key))
     }
+}
+
+/// Which owned copies one reconcile may judge, and whether an empty set may prune.
+struct PruneRules<'a> {
+    judged: &'a dyn Fn(&prune::OwnedCopy) -> bool,
+    allow_empty: bool,
 }
 
 pub struct Reconciler {
@@ -126,12 +151,12 @@ impl Reconciler {
     /// Reconciles the part of `set` that `scope` covers.
     pub async fn reconcile_scoped(&self, full_set: &ManifestSet, scope: &Scope) -> ReconcileReport {
         let scoped;
-        let set = if scope.syncs.is_some() {
+        let set = if scope.syncs.is_some() || self.options.shard.is_some() {
             scoped = ManifestSet {
                 syncs: full_set
                     .syncs
                     .iter()
-                    .filter(|sync| scope.covers(&sync.key))
+                    .filter(|sync| scope.covers(&sync.key) && self.options.serves(sync))
                     .cloned()
                     .collect(),
                 ..full_set.clone()
@@ -140,6 +165,10 @@ impl Reconciler {
         } else {
             full_set
         };
+        // The empty-revision guard is about the revision, not about this agent's part of it.
+        let revision_empty = full_set.syncs.is_empty()
+            && full_set.invalid.is_empty()
+            && full_set.broken_files.is_empty();
         let mut report = ReconcileReport::default();
         let listed = self.list_clusters().await;
         report
@@ -154,7 +183,27 @@ impl Reconciler {
             .filter(|(_, o)| matches!(o, Outcome::Applied { .. }))
             .count();
         let mut audit = applied_records(&items, &outcomes);
-        self.prune(&leaves, &items, set, scope, &mut report, &mut audit)
+        let allow_empty = self.options.allow_empty_source || !revision_empty;
+        // A SecretSync of another shard still in the revision: its copies are that shard's
+        // to judge, even while they carry this shard's label (a SecretSync just moved here
+        // from there is re-labelled by its new shard, never pruned by its old one).
+        let foreign: BTreeSet<&SecretSyncKey> = full_set
+            .syncs
+            .iter()
+            .filter(|sync| !self.options.serves(sync))
+            .map(|sync| &sync.key)
+            .collect();
+        let judged = |copy: &prune::OwnedCopy| {
+            copy.owner
+                .as_ref()
+                .is_some_and(|owner| scope.covers(owner) && !foreign.contains(owner))
+                && self.options.prunes(copy)
+        };
+        let rules = PruneRules {
+            judged: &judged,
+            allow_empty,
+        };
+        self.prune(&leaves, &items, set, &rules, &mut report, &mut audit)
             .await;
         if let Some(log) = &self.options.audit
             && !self.options.dry_run
@@ -214,26 +263,22 @@ impl Reconciler {
         leaves: &BTreeMap<ClusterKey, Arc<LeafClient>>,
         items: &[PlanItem],
         set: &ManifestSet,
-        scope: &Scope,
+        rules: &PruneRules<'_>,
         report: &mut ReconcileReport,
         audit: &mut Vec<AuditRecord>,
     ) {
         let mut owned = Vec::new();
         for (key, leaf) in leaves {
             match prune::list_owned(leaf.client(), &key.namespace, key.name.as_str()).await {
-                // Outside the scope, a copy's SecretSync was not planned: not ours to judge now.
-                Ok(copies) => {
-                    owned.extend(copies.into_iter().filter(|copy| {
-                        copy.owner.as_ref().is_some_and(|owner| scope.covers(owner))
-                    }));
-                }
+                // Outside the scope or the shard, a copy is not this reconcile's to judge.
+                Ok(copies) => owned.extend(copies.into_iter().filter(|copy| (rules.judged)(copy))),
                 // Without the full inventory of a leaf, nothing is pruned there this time.
                 Err(error) => report
                     .problems
                     .push(format!("listing secretsync's Secrets on {key}: {error}")),
             }
         }
-        let doomed = match prune::to_prune(&owned, items, set, self.options.allow_empty_source) {
+        let doomed = match prune::to_prune(&owned, items, set, rules.allow_empty) {
             Ok(doomed) => doomed,
             Err(refused) => {
                 tracing::warn!(%refused, "prune refused");

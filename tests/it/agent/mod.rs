@@ -6,6 +6,7 @@ mod endpoints;
 mod faults;
 mod process;
 mod replicas;
+mod shards;
 mod triggers;
 
 use std::collections::BTreeMap;
