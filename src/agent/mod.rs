@@ -21,6 +21,7 @@ use crate::source::configured::SourceReader;
 use crate::status::ClusterResult;
 use crate::sync::apply::Outcome;
 use crate::sync::{ReconcileOptions, ReconcileReport, Reconciler, Scope};
+use crate::trigger::request::{SuspendedObjects, spawn_request_watches};
 use crate::trigger::timer::{ResyncSchedule, spawn_poll, spawn_resync};
 use crate::trigger::watch::{WatchedSecrets, spawn_watches};
 use crate::trigger::{Pending, Trigger, Triggers};
@@ -51,6 +52,7 @@ pub struct Agent {
     triggers: Triggers,
     leadership: Leadership,
     observer: Box<dyn Observer>,
+    suspended: SuspendedObjects,
 }
 
 /// What the agent tells the outside (metrics, health) as it works. Every method has a
@@ -100,6 +102,7 @@ impl Agent {
             triggers: Triggers::new(),
             leadership: Leadership::always(),
             observer: Box::new(Silent),
+            suspended: SuspendedObjects::default(),
         }
     }
 
@@ -127,6 +130,14 @@ impl Agent {
     pub async fn run(mut self, cancel: CancellationToken) {
         let watched = WatchedSecrets::default();
         self.start_triggers(&watched, &cancel);
+        spawn_request_watches(
+            &self.mgmt,
+            self.options.namespaces.as_deref(),
+            self.suspended.clone(),
+            &self.triggers,
+            &cancel,
+        )
+        .await;
         let mut state = State {
             backoff: ClusterBackoff::new(self.settings.backoff),
             ..State::default()
@@ -228,6 +239,8 @@ impl Agent {
             held_back: state.backoff.held_back(now),
             syncs,
         };
+        let suspended = self.with_object_suspensions(set);
+        let set = suspended.as_ref().unwrap_or(set);
         let started = std::time::Instant::now();
         let report = self.reconciler.reconcile_scoped(set, &scope).await;
         let elapsed = started.elapsed();
@@ -239,6 +252,23 @@ impl Agent {
             state.reconciled = Some(revision);
         }
         self.mark_ready(state);
+    }
+
+    /// `set` with the SecretSyncs suspended on their object marked suspended, when any is.
+    fn with_object_suspensions(&self, set: &ManifestSet) -> Option<ManifestSet> {
+        let suspended = |sync: &crate::manifest::SecretSync| {
+            !sync.options.suspend && self.suspended.contains(&sync.key)
+        };
+        if !set.syncs.iter().any(suspended) {
+            return None;
+        }
+        let mut set = set.clone();
+        for sync in &mut set.syncs {
+            if suspended(sync) {
+                sync.options.suspend = true;
+            }
+        }
+        Some(set)
     }
 
     fn mark_ready(&self, state: &mut State) {

@@ -5,6 +5,7 @@ mod audit;
 mod crds;
 mod format;
 mod git_args;
+mod request;
 mod run;
 mod status;
 mod validate;
@@ -62,6 +63,10 @@ pub enum Command {
     /// data. Exits 0 when found, 1 when not found or not written by secretsync, 2 when the
     /// question could not be answered.
     Audit(Box<audit::AuditArgs>),
+    /// Ask the running agent to fetch and reconcile now: sets the annotation
+    /// secretsync.dev/requestedAt on the SecretSync object, or on its status ConfigMap when
+    /// it lives only in git. Exits 1 when neither exists.
+    Reconcile(request::ReconcileArgs),
 }
 
 /// How results are printed.
@@ -109,6 +114,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Plan(args) => run::plan(&args),
         Command::Status(args) => status::run(&args),
         Command::Audit(args) => audit::run(&args),
+        Command::Reconcile(args) => request::run(&args),
     };
     match outcome {
         Ok(code) => code,

@@ -80,7 +80,7 @@ pub fn secret_sync_resource() -> ApiResource {
 }
 
 /// What the fallback ConfigMap's name starts with; the SecretSync's name follows.
-const CONFIGMAP_PREFIX: &str = "secretsync.";
+pub const CONFIGMAP_PREFIX: &str = "secretsync.";
 
 /// The fallback ConfigMap's name for a SecretSync.
 #[must_use]

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
+pub mod request;
 pub mod timer;
 pub mod watch;
 

@@ -83,16 +83,17 @@ pub fn spawn_watches(
     ));
 }
 
-async fn until_cancelled(cancel: CancellationToken, work: impl Future<Output = ()>) {
+pub(super) async fn until_cancelled(cancel: CancellationToken, work: impl Future<Output = ()>) {
     tokio::select! {
         () = cancel.cancelled() => {}
         () = work => {}
     }
 }
 
-type WatchStream<K> = futures::stream::BoxStream<'static, Result<Event<K>, watcher::Error>>;
+pub(super) type WatchStream<K> =
+    futures::stream::BoxStream<'static, Result<Event<K>, watcher::Error>>;
 
-fn each_namespace<K>(
+pub(super) fn each_namespace<K>(
     namespaces: Option<&[String]>,
     watch: impl Fn(Option<&str>) -> WatchStream<K>,
 ) -> futures::stream::SelectAll<WatchStream<K>> {

@@ -6,6 +6,7 @@ mod endpoints;
 mod faults;
 mod process;
 mod replicas;
+mod requests;
 mod shards;
 mod triggers;
 
