@@ -67,8 +67,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let _ = agent.wait();
         result
     });
-    // Dropping the environment stops the apiservers and etcd; its directory goes on exit.
+    // Dropping the environment stops the apiservers and etcd. The reaper would remove the
+    // directory on exit too; removing it here lets the last line say so truthfully.
+    let root = env.root().to_owned();
     drop(env);
+    let _ = std::fs::remove_dir_all(&root);
     outcome?;
     progress(started, "stopped; the demo's directory is removed");
     Ok(ExitCode::SUCCESS)

@@ -106,7 +106,14 @@ async fn management_client() -> anyhow::Result<kube::Client> {
 /// Runs the parsed command line and returns the process exit code.
 #[must_use]
 pub fn run(cli: Cli) -> ExitCode {
-    if let Err(err) = logs::init(cli.log_format, &cli.log_level) {
+    let log_level = match cli.command {
+        // The demo polls apiservers that are still starting; kube's client logs every
+        // refused connection of those polls as an error.
+        #[cfg(feature = "demo")]
+        Command::Demo(_) => format!("{},kube_client::client::builder=off", cli.log_level),
+        _ => cli.log_level.clone(),
+    };
+    if let Err(err) = logs::init(cli.log_format, &log_level) {
         eprintln!("secretsync: {err}");
         return ExitCode::from(EXIT_FAILURE);
     }

@@ -17,7 +17,10 @@ pub struct Reaper {
     _child: Child,
 }
 
+// Ctrl-C in a terminal interrupts the whole process group: the reaper ignores it so that it
+// still cleans up after the demo.
 const REAPER_SCRIPT: &str = r#"
+trap '' INT
 read -r _ || true
 pids=$(cat "$1/pids" 2>/dev/null)
 if [ -n "$pids" ]; then
