@@ -3,21 +3,18 @@
 //! example, and the agent; shows the Secret arriving on the leaf and the status; then keeps
 //! everything running until Ctrl-C so that a person can label clusters and push commits.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams};
-use serde_json::json;
+use kube::api::Api;
 
 use crate::sync::desired::REVISION_ANNOTATION;
 use crate::testenv::process::write_private;
-use crate::testenv::{LEAF_CLUSTERS, TestEnv};
+use crate::testenv::{LEAF_CLUSTERS, TestEnv, scenario};
 
 /// The documented example: SecretSync `my-dev-secret-syncer` in `default`.
 const EXAMPLE_MANIFEST: &str = include_str!("../../fixtures/scenario/my-dev-secret-syncer.yaml");
@@ -98,32 +95,7 @@ async fn arrange(env: &TestEnv, started: Instant) -> anyhow::Result<Demo> {
         started,
         "registering leaf-cluster-1 and leaf-cluster-2 as GitopsClusters in default",
     );
-    let clusters = env.register_leaves("default").await;
-    let dev = json!({"metadata": {"labels": {"environment": "dev"}}});
-    clusters
-        .patch(DEV_LEAF, &PatchParams::default(), &Patch::Merge(&dev))
-        .await
-        .with_context(|| format!("labelling {DEV_LEAF} environment=dev"))?;
-    let source = Secret {
-        metadata: ObjectMeta {
-            name: Some("my-dev-secret".to_owned()),
-            ..ObjectMeta::default()
-        },
-        data: Some(BTreeMap::from([(
-            "password".to_owned(),
-            ByteString(DEMO_VALUE.as_bytes().to_vec()),
-        )])),
-        ..Secret::default()
-    };
-    Api::<Secret>::namespaced(env.mgmt.client().await, "default")
-        .patch(
-            "my-dev-secret",
-            &PatchParams::apply("secretsync-demo").force(),
-            &Patch::Apply(&source),
-        )
-        .await
-        .context("creating Secret default/my-dev-secret")?;
-
+    scenario::arrange_clusters(env, "default", &[DEV_LEAF], DEMO_VALUE).await;
     progress(
         started,
         "committing the documented SecretSync to a local git repository",
