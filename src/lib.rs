@@ -10,4 +10,6 @@ pub mod source;
 pub mod status;
 pub mod sync;
 pub mod telemetry;
+#[cfg(feature = "demo")]
+pub mod testenv;
 pub mod trigger;

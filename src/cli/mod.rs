@@ -2,7 +2,9 @@
 
 mod agent;
 mod audit;
-mod crds;
+pub(crate) mod crds;
+#[cfg(feature = "demo")]
+mod demo;
 mod format;
 mod git_args;
 mod request;
@@ -36,6 +38,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Try secretsync locally: start a management cluster and two leaf clusters (real
+    /// kube-apiservers, built once), a git repository with the documented example and the
+    /// agent; show the Secret arriving on the leaf and the status; then keep running until
+    /// Ctrl-C, printing the kubeconfigs and the git work tree to play with.
+    #[cfg(feature = "demo")]
+    Demo(demo::DemoArgs),
     /// Print the CustomResourceDefinitions secretsync works with (GitopsCluster, SecretSync)
     /// as multi-document YAML, e.g. for `kubectl apply -f -`.
     Crds(crds::CrdsArgs),
@@ -103,11 +111,20 @@ async fn management_client() -> anyhow::Result<kube::Client> {
 /// Runs the parsed command line and returns the process exit code.
 #[must_use]
 pub fn run(cli: Cli) -> ExitCode {
-    if let Err(err) = logs::init(cli.log_format, &cli.log_level) {
+    let log_level = match cli.command {
+        // The demo polls apiservers that are still starting; kube's client logs every
+        // refused connection of those polls as an error.
+        #[cfg(feature = "demo")]
+        Command::Demo(_) => format!("{},kube_client::client::builder=off", cli.log_level),
+        _ => cli.log_level.clone(),
+    };
+    if let Err(err) = logs::init(cli.log_format, &log_level) {
         eprintln!("secretsync: {err}");
         return ExitCode::from(EXIT_FAILURE);
     }
     let outcome = match cli.command {
+        #[cfg(feature = "demo")]
+        Command::Demo(args) => demo::run(&args),
         Command::Crds(args) => crds::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Validate(args) => validate::run(&args),
         Command::Run(args) => run::run(&args),

@@ -6,6 +6,7 @@ mod cli_run;
 mod cli_status;
 mod cli_validate;
 mod cluster;
+mod demo;
 mod deploy;
 mod manifest_corpus;
 mod smoke_git;

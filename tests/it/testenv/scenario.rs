@@ -2,14 +2,8 @@
 //! management cluster, and the built `secretsync` binary run against the environment as a
 //! user would run it: what the CLI tests share.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
-
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams};
-use serde_json::json;
 
 use super::TestEnv;
 use super::fleet::repo_path;
@@ -18,35 +12,9 @@ use super::fleet::repo_path;
 pub const SECRET_VALUE: &str = "dev-registry-password-5f2a";
 
 /// The management cluster's side in `namespace`: both leaves registered, those named in
-/// `dev_leaves` labelled `environment: dev`, and the Secret `my-dev-secret` to copy.
+/// `dev_leaves` labelled `environment: dev`, and the Secret `my-dev-secret` (`SECRET_VALUE`).
 pub async fn arrange_clusters(env: &TestEnv, namespace: &str, dev_leaves: &[&str]) {
-    let clusters = env.register_leaves(namespace).await;
-    let dev = json!({"metadata": {"labels": {"environment": "dev"}}});
-    for leaf in dev_leaves {
-        clusters
-            .patch(leaf, &PatchParams::default(), &Patch::Merge(&dev))
-            .await
-            .unwrap_or_else(|e| panic!("label {leaf}: {e}"));
-    }
-    let source = Secret {
-        metadata: ObjectMeta {
-            name: Some("my-dev-secret".to_owned()),
-            ..ObjectMeta::default()
-        },
-        data: Some(BTreeMap::from([(
-            "password".to_owned(),
-            ByteString(SECRET_VALUE.as_bytes().to_vec()),
-        )])),
-        ..Secret::default()
-    };
-    Api::<Secret>::namespaced(env.mgmt.client().await, namespace)
-        .patch(
-            "my-dev-secret",
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(&source),
-        )
-        .await
-        .expect("source Secret");
+    secretsync::testenv::scenario::arrange_clusters(env, namespace, dev_leaves, SECRET_VALUE).await;
 }
 
 /// The documented SecretSync manifest as the fixture has it: `my-dev-secret-syncer` in

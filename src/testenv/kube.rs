@@ -21,6 +21,7 @@ pub struct Etcd {
 }
 
 impl Etcd {
+    #[must_use]
     pub fn spawn(binary: &Path, dir: &Path, reaper: &Reaper) -> Etcd {
         let client_port = process::free_port();
         let peer_port = process::free_port();
@@ -77,6 +78,7 @@ pub struct KubeCluster {
 
 impl KubeCluster {
     /// Starts a kube-apiserver for `name`, storing under `/<name>` in etcd.
+    #[must_use]
     pub fn spawn(
         name: &str,
         binary: &Path,

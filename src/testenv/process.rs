@@ -17,7 +17,10 @@ pub struct Reaper {
     _child: Child,
 }
 
+// Ctrl-C in a terminal interrupts the whole process group: the reaper ignores it so that it
+// still cleans up after the demo.
 const REAPER_SCRIPT: &str = r#"
+trap '' INT
 read -r _ || true
 pids=$(cat "$1/pids" 2>/dev/null)
 if [ -n "$pids" ]; then
@@ -29,6 +32,7 @@ rm -rf "$1"
 "#;
 
 impl Reaper {
+    #[must_use]
     pub fn start(root: &Path) -> Reaper {
         let mut child = Command::new("sh")
             .args(["-c", REAPER_SCRIPT, "reaper"])
@@ -46,7 +50,8 @@ impl Reaper {
         }
     }
 
-    fn register(&self, pid: u32) {
+    /// Adds a process to the ones killed on exit.
+    pub fn register(&self, pid: u32) {
         let mut pids = OpenOptions::new()
             .create(true)
             .append(true)
@@ -66,6 +71,7 @@ pub struct Service {
 
 impl Service {
     /// Starts `command` with stdin closed and stdout/stderr appended to `<log_dir>/<name>.log`.
+    #[must_use]
     pub fn spawn(name: &str, command: Command, log_dir: &Path, reaper: &Reaper) -> Service {
         let mut service = Service {
             name: name.to_owned(),
@@ -105,6 +111,7 @@ impl Service {
     }
 
     /// The last lines of the process's log, for failure messages.
+    #[must_use]
     pub fn log_tail(&self) -> String {
         let text = fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
@@ -127,6 +134,7 @@ impl Drop for Service {
 }
 
 /// A loopback TCP port that was free a moment ago. Callers retry on the rare race.
+#[must_use]
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -164,12 +172,15 @@ where
 }
 
 /// Whether something accepts TCP connections on the loopback port.
+#[must_use]
 pub fn port_open(port: u16) -> bool {
     std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
         .is_ok()
 }
 
 /// Writes `contents` to `dir/name` with mode 0600 and returns the path.
+// Called for the file it writes as much as for the path.
+#[allow(clippy::must_use_candidate)]
 pub fn write_private(dir: &Path, name: &str, contents: &str) -> PathBuf {
     use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join(name);

@@ -20,6 +20,7 @@ pub struct Pki {
 }
 
 impl Pki {
+    #[must_use]
     pub fn new(common_name: &str) -> Self {
         let mut params = CertificateParams::default();
         params
@@ -36,6 +37,7 @@ impl Pki {
     }
 
     /// A server certificate for loopback: IP SANs 127.0.0.1 and ::1, DNS `localhost`.
+    #[must_use]
     pub fn loopback_server(&self, common_name: &str) -> CertPair {
         let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("SAN");
         params
@@ -56,6 +58,7 @@ impl Pki {
     }
 
     /// A client certificate; Kubernetes reads the user from CN and the group from O.
+    #[must_use]
     pub fn client(&self, user: &str, group: Option<&str>) -> CertPair {
         let mut params = CertificateParams::default();
         params.distinguished_name.push(DnType::CommonName, user);
@@ -85,6 +88,7 @@ impl Pki {
 }
 
 /// A fresh key pair as (private PKCS#8 PEM, public PEM), e.g. for service-account tokens.
+#[must_use]
 pub fn key_pair_pem() -> (String, String) {
     let key = KeyPair::generate().expect("generate key");
     (key.serialize_pem(), key.public_key_pem())

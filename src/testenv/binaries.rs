@@ -11,6 +11,7 @@ pub struct Binaries {
 
 impl Binaries {
     /// Returns the cached binaries, building them first when they are missing.
+    #[must_use]
     pub fn ensure() -> Binaries {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/testenv/build.sh");
         let output = Command::new("bash")
