@@ -42,7 +42,7 @@ async fn two_replicas(fixture: &Fixture, leaf: &str, lease: &str) -> (AgentProce
             .then_some(())
     })
     .await;
-    assert!(first.log().contains("leader=true"), "{}", first.log());
+    logs_leadership(&first).await;
     (first, second)
 }
 
@@ -58,7 +58,7 @@ async fn the_follower_takes_over_when_the_leader_dies() {
         .until_leaf_holds("leaf-cluster-1", "vault", "lease-token-2")
         .await;
     eprintln!("leader hand-over after SIGKILL: {:?}", killed.elapsed());
-    assert!(second.log().contains("leader=true"), "{}", second.log());
+    logs_leadership(&second).await;
     fixture.assert_no_leaks(&first);
     fixture.assert_no_leaks(&second);
 }
@@ -99,6 +99,15 @@ async fn a_leader_stopped_with_sigterm_releases_the_lease() {
         .await;
     assert_eq!(lease_holder(&fixture).await.as_deref(), Some("replica-b"));
     fixture.assert_no_leaks(&second);
+}
+
+/// The replica says it leads. (It may write before it says so: a pass that starts as the
+/// Lease is won already writes; the log line follows.)
+async fn logs_leadership(replica: &AgentProcess) {
+    eventually("the replica logs its leadership", async || {
+        replica.log().contains("leader=true").then_some(())
+    })
+    .await;
 }
 
 /// Who holds the agents' Lease in the fixture's namespace.
