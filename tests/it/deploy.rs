@@ -21,6 +21,8 @@ use secretsync::status::SyncStatus;
 use serde_json::{Value, json};
 
 use self::manifests::{apply_all, render, render_repo};
+use crate::agent::eventually;
+use crate::agent::process::AgentProcess;
 use crate::testenv::fleet::{ensure_namespace, gitops_cluster_resource, repo_path};
 use crate::testenv::git::{GitServers, Transport};
 use crate::testenv::kube::client_from_kubeconfig;
@@ -77,6 +79,7 @@ async fn standalone_overlay_syncs_its_namespace_and_is_refused_the_rest() {
     );
     is_refused_outside_its_roles(&agent, &kubeconfig, &outsider).await;
     cannot_serve_a_namespace_it_is_not_bound_in(&agent, &kubeconfig, &outsider, &run);
+    runs_as_the_long_running_agent(env, &agent, &kubeconfig, &run).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,6 +234,8 @@ async fn agent_kubeconfig(env: &TestEnv, agent: &Agent<'_>) -> String {
 /// What the agent's successful run left to check further.
 struct ScenarioRun {
     source: String,
+    /// The leaves' namespace the copy goes to.
+    copies_to: String,
     work: tempfile::TempDir,
     leaf_version: String,
 }
@@ -294,6 +299,7 @@ async fn syncs_the_scenario(
     has_published_an_event(&env.mgmt.client().await, agent.serves).await;
     ScenarioRun {
         source,
+        copies_to,
         work,
         leaf_version: copy.metadata.resource_version.expect("resourceVersion"),
     }
@@ -418,6 +424,88 @@ async fn holds_its_lease(client: &kube::Client, namespace: &str) {
         .replace(AGENT, &PostParams::default(), &current)
         .await
         .expect("renew its Lease");
+}
+
+/// The long-running agent with the same credentials, as the Deployment runs it: it takes
+/// the Lease, its watches are allowed (a rotated source Secret reaches the leaf without a
+/// poll), nothing it asks is refused, and SIGTERM releases the Lease.
+async fn runs_as_the_long_running_agent(
+    env: &TestEnv,
+    agent: &Agent<'_>,
+    kubeconfig: &str,
+    run: &ScenarioRun,
+) {
+    const ROTATED: &str = "rotated-by-the-deploy-test";
+    let mut process = AgentProcess::spawn(
+        kubeconfig,
+        run.work.path(),
+        "deployed",
+        &[
+            "--source",
+            &run.source,
+            "--namespaces",
+            agent.serves,
+            "--leader-election",
+            "--lease-namespace",
+            agent.namespace,
+            "--interval",
+            "1h",
+            "--resync-schedule",
+            "0 0 1 1 *",
+        ],
+        None,
+    );
+    eventually("the deployed agent leads", async || {
+        process.log().contains("leader=true").then_some(())
+    })
+    .await;
+    let admin = env.mgmt.client().await;
+    let rotated = json!({"data": {"password": base64(ROTATED)}});
+    Api::<Secret>::namespaced(admin.clone(), agent.serves)
+        .patch(
+            "my-dev-secret",
+            &PatchParams::default(),
+            &Patch::Merge(rotated),
+        )
+        .await
+        .expect("rotate the source Secret");
+    let leaf: Api<Secret> = Api::namespaced(env.leaves[0].client().await, &run.copies_to);
+    eventually("the rotated value reaches the leaf", async || {
+        let copy = leaf.get("my-dev-secret").await.expect("the copy");
+        (copy.data?.get("password")?.0 == ROTATED.as_bytes()).then_some(())
+    })
+    .await;
+    process.terminate();
+    let exit = process
+        .exit_status(std::time::Duration::from_secs(30))
+        .await;
+    let log = process.log();
+    assert!(exit.success(), "{exit:?}\n{log}");
+    let lowered = log.to_lowercase();
+    assert!(
+        !lowered.contains("forbidden") && !lowered.contains(" 403"),
+        "a request of the agent was refused:\n{log}"
+    );
+    for value in [SECRET_VALUE, ROTATED] {
+        assert!(
+            !log.contains(value) && !log.contains(&base64(value)),
+            "a secret value was logged"
+        );
+    }
+    let lease = Api::<Lease>::namespaced(admin, agent.namespace)
+        .get(AGENT)
+        .await
+        .expect("the Lease");
+    let holder = lease.spec.and_then(|spec| spec.holder_identity);
+    assert!(
+        holder.as_deref().is_none_or(str::is_empty),
+        "the Lease was not released: {holder:?}"
+    );
+}
+
+fn base64(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
 }
 
 /// Told to serve a namespace its roles do not reach, the agent says so (the apiserver's

@@ -4,7 +4,7 @@
 
 mod endpoints;
 mod faults;
-mod process;
+pub(crate) mod process;
 mod replicas;
 mod requests;
 mod shards;
@@ -179,7 +179,7 @@ spec:
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Polls `check` until it yields a value, failing the test after `PATIENCE`.
-async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+pub(crate) async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + PATIENCE;
     loop {
         if let Some(value) = check().await {

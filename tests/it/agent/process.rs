@@ -2,7 +2,7 @@
 //! file, stopped by signal or killed.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,23 +14,48 @@ pub struct AgentProcess {
 }
 
 impl AgentProcess {
-    pub fn start(
+    pub(super) fn start(
         fixture: &Fixture,
         name: &str,
         extra: &[&str],
         webhook_secret: Option<&str>,
     ) -> AgentProcess {
-        let work = fixture.work.path();
-        let kubeconfig = work.join("mgmt.kubeconfig");
-        std::fs::write(&kubeconfig, fixture.env.mgmt.admin_kubeconfig()).expect("kubeconfig");
+        let mut args = vec![
+            "--source",
+            &fixture.url,
+            "--namespaces",
+            &fixture.namespace,
+            "--lease-namespace",
+            &fixture.namespace,
+        ];
+        args.extend(extra);
+        AgentProcess::spawn(
+            &fixture.env.mgmt.admin_kubeconfig(),
+            fixture.work.path(),
+            name,
+            &args,
+            webhook_secret,
+        )
+    }
+
+    /// `secretsync run` named `name` with `args`, talking to the management cluster through
+    /// `kubeconfig`; its files (kubeconfig, log, data) go to `work`.
+    pub fn spawn(
+        kubeconfig: &str,
+        work: &Path,
+        name: &str,
+        args: &[&str],
+        webhook_secret: Option<&str>,
+    ) -> AgentProcess {
+        let kubeconfig_file = work.join(format!("{name}.kubeconfig"));
+        std::fs::write(&kubeconfig_file, kubeconfig).expect("kubeconfig");
         let log = work.join(format!("{name}.log"));
         let mut command = Command::new(env!("CARGO_BIN_EXE_secretsync"));
         command
-            .args(["run", "--source", &fixture.url])
-            .args(["--namespaces", &fixture.namespace])
+            .arg("run")
             .arg("--data-dir")
             .arg(work.join(format!("{name}-data")))
-            .args(["--identity", name, "--lease-namespace", &fixture.namespace])
+            .args(["--identity", name])
             // Ephemeral ports: agents of parallel tests must not collide.
             .args([
                 "--metrics-addr",
@@ -38,8 +63,8 @@ impl AgentProcess {
                 "--webhook-addr",
                 "127.0.0.1:0",
             ])
-            .args(extra)
-            .env("KUBECONFIG", &kubeconfig)
+            .args(args)
+            .env("KUBECONFIG", &kubeconfig_file)
             .env("SECRETSYNC_LOG", "info,secretsync=debug")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"));

@@ -15,9 +15,11 @@ use super::{Fixture, eventually};
 const NO_TIMERS: [&str; 4] = ["--interval", "1h", "--resync-schedule", "0 0 1 1 *"];
 
 fn reconcile_command(fixture: &Fixture, name: &str) -> std::process::Output {
+    let kubeconfig = fixture.work.path().join("cli.kubeconfig");
+    std::fs::write(&kubeconfig, fixture.env.mgmt.admin_kubeconfig()).expect("kubeconfig");
     Command::new(env!("CARGO_BIN_EXE_secretsync"))
         .args(["reconcile", name, "--namespace", &fixture.namespace])
-        .env("KUBECONFIG", fixture.work.path().join("mgmt.kubeconfig"))
+        .env("KUBECONFIG", &kubeconfig)
         .output()
         .expect("run secretsync reconcile")
 }
