@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use self::backoff::{BackoffPolicy, ClusterBackoff};
 use self::leader::Leadership;
 use crate::manifest::{ManifestSet, SecretSyncKey};
-use crate::source::configured::SourceReader;
+use crate::source::LocalSource;
+use crate::source::configured::{ConfiguredSource, SourceReader};
 use crate::status::ClusterResult;
 use crate::sync::apply::Outcome;
 use crate::sync::{ReconcileOptions, ReconcileReport, Reconciler, Scope};
@@ -182,6 +183,9 @@ impl Agent {
     }
 
     fn start_triggers(&self, watched: &WatchedSecrets, cancel: &CancellationToken) {
+        if let ConfiguredSource::Local(local) = self.reader.source() {
+            spawn_directory_watch(local, self.triggers.clone(), cancel.clone());
+        }
         spawn_poll(
             self.triggers.clone(),
             self.settings.interval,
@@ -336,6 +340,35 @@ fn merge_results(
         status_writes: report.status_writes,
         problems: report.problems.clone(),
     }
+}
+
+/// How long a local directory must rest after a change before it is read: an editor's
+/// save or a `git checkout` is many writes.
+const DIRECTORY_DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// Feeds changes under a local source directory (`notify`) to the trigger queue. A
+/// directory that cannot be watched is still polled.
+fn spawn_directory_watch(local: &LocalSource, triggers: Triggers, cancel: CancellationToken) {
+    let (watch, mut changes) = match local.watch(DIRECTORY_DEBOUNCE) {
+        Ok(watching) => watching,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch the source directory; it is polled");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        // Dropping the watch stops it: it lives as long as this task.
+        let _watch = watch;
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                change = changes.recv() => match change {
+                    Some(_) => triggers.request(Trigger::SourceChanged),
+                    None => return,
+                },
+            }
+        }
+    });
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::process::AgentProcess;
 use super::{Fixture, eventually};
 
 /// Polling only: watches and resync cannot explain what happens.
@@ -191,4 +192,43 @@ spec:
   targetNamespace: {namespace}
 "
     )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_in_a_source_directory_is_synced_without_a_poll() {
+    let fixture = Fixture::new("agent-dir").await;
+    fixture.label_cluster("leaf-cluster-1", "dev").await;
+    fixture.put_source_secret("registry", "dir-token").await;
+    let directory = fixture.work.path().join("manifests");
+    std::fs::create_dir_all(&directory).expect("directory");
+    let agent = AgentProcess::spawn(
+        &fixture.env.mgmt.admin_kubeconfig(),
+        fixture.work.path(),
+        "dir",
+        &[
+            "--source",
+            directory.to_str().expect("utf-8"),
+            "--namespaces",
+            &fixture.namespace,
+            "--interval",
+            "1h",
+            "--resync-schedule",
+            "0 0 1 1 *",
+        ],
+        None,
+    );
+    eventually("the agent has read the empty directory", async || {
+        agent.log().contains("source read").then_some(())
+    })
+    .await;
+    std::fs::write(
+        directory.join("registry.yaml"),
+        sync_yaml(&fixture.namespace, "registry"),
+    )
+    .expect("write the manifest");
+    let took = fixture
+        .until_leaf_holds("leaf-cluster-1", "registry", "dir-token")
+        .await;
+    eprintln!("directory change to leaf copy: {took:?}");
+    fixture.assert_no_leaks(&agent);
 }
