@@ -134,7 +134,7 @@ fn create_repository(root: &Path) -> anyhow::Result<PathBuf> {
             "Sync my-dev-secret to dev clusters",
         ],
     )?;
-    git(&work, &["push", "--quiet", "origin", "main"])?;
+    git(&work, &["push", "--quiet", "--set-upstream", "origin", "main"])?;
     Ok(work)
 }
 
