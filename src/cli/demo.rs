@@ -134,7 +134,10 @@ fn create_repository(root: &Path) -> anyhow::Result<PathBuf> {
             "Sync my-dev-secret to dev clusters",
         ],
     )?;
-    git(&work, &["push", "--quiet", "--set-upstream", "origin", "main"])?;
+    git(
+        &work,
+        &["push", "--quiet", "--set-upstream", "origin", "main"],
+    )?;
     Ok(work)
 }
 

@@ -7,6 +7,8 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 
+use std::time::Duration;
+
 use super::{Fixture, eventually};
 use crate::testenv::process::free_port;
 
@@ -91,4 +93,93 @@ async fn a_dead_leaf_backs_off_alone_and_converges_when_it_returns() {
     let log = agent.log();
     assert!(log.contains("cluster failed; backing off"), "{log}");
     fixture.assert_no_leaks(&agent);
+}
+
+/// Agents killed with SIGKILL at random points of a reconcile over 2 leaves × 50 SecretSyncs,
+/// 20 times in a row, then one left running: the end state is a clean run's — every copy
+/// right on both leaves, no extra copies, every status right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_sigkills_mid_reconcile_leave_nothing_a_clean_run_would_not() {
+    const SYNCS: usize = 50;
+    const KILLS: usize = 20;
+    let fixture = Fixture::new("agent-sigkill").await;
+    fixture.label_cluster("leaf-cluster-1", "dev").await;
+    fixture.label_cluster("leaf-cluster-2", "dev").await;
+    for n in 0..SYNCS {
+        let name = format!("secret-{n}");
+        fixture
+            .put_source_secret(&name, &format!("kill-token-{n}"))
+            .await;
+        fixture.repo.write(
+            &format!("syncs/{name}.yaml"),
+            super::triggers::sync_yaml(&fixture.namespace, &name),
+        );
+    }
+    fixture.repo.commit("fifty SecretSyncs");
+
+    for kill in 0..KILLS {
+        let mut agent = fixture.start_agent(&format!("killed-{kill}"), &[]);
+        // Somewhere between start-up and well into the reconcile.
+        let after = Duration::from_millis(rand::random_range(200..1500));
+        tokio::time::sleep(after).await;
+        agent.kill();
+    }
+    // Half-way through, a SecretSync leaves the repository: its copies must go, not linger.
+    fixture
+        .repo
+        .remove("syncs/secret-0.yaml")
+        .commit("secret-0 removed");
+    let survivor = fixture.start_agent("survivor", &[]);
+    for leaf in ["leaf-cluster-1", "leaf-cluster-2"] {
+        for n in 1..SYNCS {
+            fixture
+                .until_leaf_holds(leaf, &format!("secret-{n}"), &format!("kill-token-{n}"))
+                .await;
+        }
+        eventually("the removed SecretSync's copy is pruned", async || {
+            fixture
+                .leaf_token(leaf, "secret-0")
+                .await
+                .is_none()
+                .then_some(())
+        })
+        .await;
+        let managed = fixture
+            .leaf_secrets(leaf)
+            .await
+            .list(
+                &kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=secretsync"),
+            )
+            .await
+            .expect("list copies");
+        assert_eq!(
+            managed.items.len(),
+            SYNCS - 1,
+            "extra or missing copies on {leaf}"
+        );
+    }
+    for n in 1..SYNCS {
+        let name = format!("secret-{n}");
+        let (_, status) = eventually("every status holds both leaves", async || {
+            fixture
+                .status(&name)
+                .await
+                .filter(|(_, s)| s.versions.len() == 2)
+        })
+        .await;
+        for leaf in ["leaf-cluster-1", "leaf-cluster-2"] {
+            let copy = fixture
+                .leaf_secrets(leaf)
+                .await
+                .get(&name)
+                .await
+                .expect("copy");
+            assert_eq!(
+                status.versions.get(leaf),
+                copy.metadata.resource_version.as_ref(),
+                "status.versions of {name} on {leaf}"
+            );
+        }
+    }
+    fixture.assert_no_leaks(&survivor);
 }

@@ -181,7 +181,7 @@ async fn sigterm_during_a_sync_exits_cleanly_and_the_next_start_converges() {
     fixture.assert_no_leaks(&restarted);
 }
 
-fn sync_yaml(namespace: &str, name: &str) -> String {
+pub(super) fn sync_yaml(namespace: &str, name: &str) -> String {
     format!(
         "apiVersion: capi.weave.works/v1alpha1
 kind: SecretSync
