@@ -4,6 +4,7 @@
 
 mod endpoints;
 mod faults;
+mod hanging;
 pub(crate) mod process;
 mod replicas;
 mod requests;

@@ -1,0 +1,120 @@
+//! A git server that hangs: connections are accepted and then nothing is said. The fetch
+//! deadline fires, the agent says so and keeps serving the last good revision (a rotated
+//! Secret is still synced through the watches), and once the server answers again the next
+//! poll fetches the new commit.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+use super::process::AgentProcess;
+use super::{Fixture, eventually};
+use crate::testenv::git::{GitServers, Transport};
+
+/// A TCP proxy in front of the git daemon that can be told to hang: while hanging, new
+/// connections are held open in silence; `answer` closes them and forwards again.
+struct HangingProxy {
+    port: u16,
+    hanging: Arc<AtomicBool>,
+    release: Arc<Notify>,
+}
+
+impl HangingProxy {
+    async fn start(upstream: u16) -> HangingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let hanging = Arc::new(AtomicBool::new(false));
+        let release = Arc::new(Notify::new());
+        let (hang, freed) = (hanging.clone(), release.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let (hang, freed) = (hang.clone(), freed.clone());
+                tokio::spawn(async move {
+                    if hang.load(Ordering::SeqCst) {
+                        // Silence until released; then the connection drops.
+                        freed.notified().await;
+                        return;
+                    }
+                    let mut server = TcpStream::connect(("127.0.0.1", upstream))
+                        .await
+                        .expect("git daemon");
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                });
+            }
+        });
+        HangingProxy {
+            port,
+            hanging,
+            release,
+        }
+    }
+
+    fn hang(&self) {
+        self.hanging.store(true, Ordering::SeqCst);
+    }
+
+    fn answer(&self) {
+        self.hanging.store(false, Ordering::SeqCst);
+        self.release.notify_waiters();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_git_server_times_out_and_the_last_good_revision_keeps_serving() {
+    let fixture = Fixture::new("agent-hang").await;
+    fixture.label_cluster("leaf-cluster-1", "dev").await;
+    fixture.put_source_secret("registry", "hang-token-1").await;
+    fixture.put_source_secret("vault", "hang-token-3").await;
+    fixture.commit_sync("registry", "dev", "registry");
+    let daemon = GitServers::shared().url(&fixture.repo, Transport::GitDaemon);
+    let daemon_port: u16 = daemon
+        .trim_start_matches("git://127.0.0.1:")
+        .split('/')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .expect("daemon port");
+    let proxy = HangingProxy::start(daemon_port).await;
+    let url = daemon.replace(&daemon_port.to_string(), &proxy.port.to_string());
+    let agent = AgentProcess::spawn(
+        &fixture.env.mgmt.admin_kubeconfig(),
+        fixture.work.path(),
+        "hang",
+        &[
+            "--source",
+            &url,
+            "--namespaces",
+            &fixture.namespace,
+            "--interval",
+            "1s",
+            "--fetch-timeout",
+            "2s",
+            "--resync-schedule",
+            "0 0 1 1 *",
+        ],
+        None,
+    );
+    fixture
+        .until_leaf_holds("leaf-cluster-1", "registry", "hang-token-1")
+        .await;
+
+    proxy.hang();
+    fixture.commit_sync("vault", "dev", "vault");
+    eventually("the fetch deadline fires", async || {
+        agent.log().contains("took longer than 2s").then_some(())
+    })
+    .await;
+    // The agent still works from the last good revision.
+    fixture.put_source_secret("registry", "hang-token-2").await;
+    fixture
+        .until_leaf_holds("leaf-cluster-1", "registry", "hang-token-2")
+        .await;
+    assert_eq!(fixture.leaf_token("leaf-cluster-1", "vault").await, None);
+
+    proxy.answer();
+    fixture
+        .until_leaf_holds("leaf-cluster-1", "vault", "hang-token-3")
+        .await;
+    fixture.assert_no_leaks(&agent);
+}
