@@ -368,4 +368,34 @@ mod tests {
         assert!(shown.contains("<redacted>"), "{shown}");
         assert!(!shown.contains(KEY_MATERIAL), "{shown}");
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// A kubeconfig whose credentials are a marked secret, cut off or corrupted at a
+        /// random point: whatever the error, it never shows the credentials.
+        fn damaged() -> impl Strategy<Value = (String, String)> {
+            ("[a-zA-Z0-9]{8,16}", 0..400_usize, "\\PC{0,6}").prop_map(|(secret, cut, junk)| {
+                let marker = format!("SENTINEL{secret}");
+                let text = document(&format!(
+                    "{{token: {marker}, client-key-data: {marker}, client-certificate-data: {marker}}}"
+                ));
+                let cut = text.char_indices().map(|(i, _)| i).nth(cut).unwrap_or(text.len());
+                (format!("{}{junk}{}", &text[..cut], &text[cut..]), marker)
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn errors_never_show_the_credentials((text, marker) in damaged()) {
+                let result = futures::executor::block_on(kubeconfig(&text).config());
+                if let Err(error) = result {
+                    let shown = format!("{error} {error:?}");
+                    prop_assert!(!shown.contains(&marker), "{}", shown);
+                }
+            }
+        }
+    }
 }

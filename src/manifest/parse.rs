@@ -452,3 +452,50 @@ fn type_error(error: &serde_path_to_error::Error<serde_yaml::Error>) -> (String,
     }
     (path, message)
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// YAML-ish text: SecretSync keywords, indentation and punctuation mixed at random,
+    /// which reaches deeper into the parser than uniform noise.
+    fn yamlish() -> impl Strategy<Value = String> {
+        let pieces = prop_oneof![
+            Just("apiVersion: capi.weave.works/v1alpha1\n".to_owned()),
+            Just("kind: SecretSync\n".to_owned()),
+            Just("metadata:\n  name: x\n".to_owned()),
+            Just("spec:\n".to_owned()),
+            Just("  clusterSelector:\n    matchLabels: {a: b}\n".to_owned()),
+            Just("  secretRef: {name: s}\n".to_owned()),
+            Just("---\n".to_owned()),
+            Just("  - ".to_owned()),
+            Just(": ".to_owned()),
+            Just("{[".to_owned()),
+            "\\PC{0,12}",
+        ];
+        proptest::collection::vec(pieces, 0..16).prop_map(|p| p.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn any_file_parses_without_panicking_and_points_into_itself(text in yamlish()) {
+            let lines = text.lines().count().max(1);
+            let content = FileContent::Bytes(text.as_bytes().into());
+            let parsed = parse_file("f.yaml", &content, "default");
+            for diagnostic in &parsed.diagnostics {
+                prop_assert_eq!(diagnostic.path.as_str(), "f.yaml");
+                if let Some(line) = diagnostic.line {
+                    prop_assert!(line >= 1 && line <= lines + 1, "line {} of {}", line, lines);
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_are_refused_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let content = FileContent::Bytes(bytes.into());
+            let _ = parse_file("f.yaml", &content, "default");
+        }
+    }
+}

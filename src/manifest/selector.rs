@@ -387,4 +387,88 @@ matchExpressions:
             .is_err()
         );
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        fn name() -> impl Strategy<Value = String> {
+            "[a-z]([a-z0-9-]{0,8}[a-z0-9])?"
+        }
+
+        fn key() -> impl Strategy<Value = String> {
+            (
+                proptest::option::of(Just("sharding.secretsync.dev/")),
+                name(),
+            )
+                .prop_map(|(prefix, name)| format!("{}{name}", prefix.unwrap_or_default()))
+        }
+
+        fn requirement() -> impl Strategy<Value = Requirement> {
+            let values = || proptest::collection::vec(name(), 1..4);
+            prop_oneof![
+                (key(), values()).prop_map(|(key, values)| Requirement {
+                    key,
+                    operator: Operator::In,
+                    values
+                }),
+                (key(), values()).prop_map(|(key, values)| Requirement {
+                    key,
+                    operator: Operator::NotIn,
+                    values
+                }),
+                key().prop_map(|key| Requirement {
+                    key,
+                    operator: Operator::Exists,
+                    values: Vec::new()
+                }),
+                key().prop_map(|key| Requirement {
+                    key,
+                    operator: Operator::DoesNotExist,
+                    values: Vec::new()
+                }),
+            ]
+        }
+
+        fn selector() -> impl Strategy<Value = LabelSelector> {
+            (
+                proptest::collection::btree_map(key(), name(), 0..3),
+                proptest::collection::vec(requirement(), 0..3),
+            )
+                .prop_filter("not empty", |(labels, expressions)| {
+                    !labels.is_empty() || !expressions.is_empty()
+                })
+                .prop_map(|(match_labels, match_expressions)| LabelSelector {
+                    match_labels,
+                    match_expressions,
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn kubectl_text_round_trips(selector in selector()) {
+                let text = selector.to_string();
+                let parsed: LabelSelector = text.parse().expect("its own text parses");
+                prop_assert_eq!(parsed, selector);
+            }
+
+            #[test]
+            fn any_text_parses_or_is_refused_without_panicking(text in "\\PC{0,40}") {
+                let _ = text.parse::<LabelSelector>();
+            }
+
+            #[test]
+            fn labels_the_selector_does_not_name_never_change_the_answer(
+                selector in selector(),
+                labels in proptest::collection::btree_map(key(), name(), 0..4),
+                extra in name(),
+            ) {
+                let unrelated = format!("unrelated.example/{extra}");
+                let mut more = labels.clone();
+                more.insert(unrelated, "x".to_owned());
+                prop_assert_eq!(selector.matches(&labels), selector.matches(&more));
+            }
+        }
+    }
 }

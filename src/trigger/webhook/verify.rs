@@ -324,4 +324,41 @@ mod tests {
             Decision::Ignore(IgnoreReason::NotAPush)
         );
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        proptest! {
+            #[test]
+            fn a_signature_verifies_its_body_and_nothing_else(
+                secret in proptest::collection::vec(any::<u8>(), 1..64),
+                body in proptest::collection::vec(any::<u8>(), 0..512),
+                flip in any::<usize>(),
+            ) {
+                let signature = sign(&secret, &body);
+                prop_assert!(verify_signature(&secret, &body, Some(&signature)).is_ok());
+                if !body.is_empty() {
+                    let mut tampered = body.clone();
+                    tampered[flip % body.len()] ^= 0x01;
+                    prop_assert!(verify_signature(&secret, &tampered, Some(&signature)).is_err());
+                }
+                let mut other = secret.clone();
+                other[flip % secret.len()] ^= 0x01;
+                prop_assert!(verify_signature(&other, &body, Some(&signature)).is_err());
+            }
+
+            #[test]
+            fn any_header_is_judged_without_panicking(
+                header in "\\PC{0,80}",
+                body in proptest::collection::vec(any::<u8>(), 0..64),
+            ) {
+                prop_assert!(verify_signature(b"secret", &body, Some(&header)).is_err());
+                let _ = verify_token(b"secret", Some(header.as_bytes()));
+                let _ = github_decision(Some("push"), header.as_bytes(), PayloadEncoding::Json, Some("main"));
+                let _ = gitlab_decision(Some("Push Hook"), header.as_bytes(), Some("main"));
+            }
+        }
+    }
 }
