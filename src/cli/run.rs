@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::Args;
 
 use super::agent::AgentArgs;
@@ -18,6 +19,7 @@ use crate::cluster::ClientCache;
 use crate::manifest::{InvalidSelector, LabelSelector, ManifestSet};
 use crate::source::Selection;
 use crate::source::configured::{ConfiguredSource, SourceReader};
+use crate::source::git::signature::TrustedKeys;
 use crate::source::git::{GitSource, RemoteUrl};
 use crate::source::local::LocalSource;
 use crate::status::model::{result_message, result_name};
@@ -77,6 +79,17 @@ pub struct ReconcileArgs {
     /// `!sharding.secretsync.dev/key`. Keys must start with `sharding.secretsync.dev/`.
     #[arg(long, env = "SECRETSYNC_WATCH_LABEL_SELECTOR", value_parser = parse_shard)]
     pub watch_label_selector: Option<LabelSelector>,
+
+    /// Reconcile only commits signed (SSH signatures, `gpg.format=ssh`) by a key of
+    /// --trusted-keys; an unsigned or untrusted head commit is refused and the last good
+    /// revision kept.
+    #[arg(long, env = "SECRETSYNC_VERIFY_SIGNATURES", requires = "trusted_keys")]
+    pub verify_signatures: bool,
+
+    /// The keys whose commit signatures are trusted, in authorized_keys format (e.g. a
+    /// mounted Secret).
+    #[arg(long, env = "SECRETSYNC_TRUSTED_KEYS", value_name = "FILE")]
+    pub trusted_keys: Option<PathBuf>,
 
     /// Prune even when a revision holds no SecretSync at all (normally refused as suspicious).
     #[arg(long, env = "SECRETSYNC_ALLOW_EMPTY_SOURCE")]
@@ -156,20 +169,38 @@ impl ReconcileArgs {
         let selection = Selection::new(&self.paths)?;
         let directory = PathBuf::from(&self.source);
         let source = if directory.is_dir() {
+            anyhow::ensure!(
+                !self.verify_signatures,
+                "--verify-signatures needs a git repository as --source, not a directory"
+            );
             ConfiguredSource::Local(LocalSource::new(directory, selection))
         } else {
-            let git = GitSource::new(
+            let mut git = GitSource::new(
                 RemoteUrl::parse(&self.source)?,
                 self.reference.reference()?,
                 self.auth.auth()?,
                 &self.data_dir,
             );
+            if self.verify_signatures {
+                git = git.verifying_signatures(self.trusted_keys()?);
+            }
             ConfiguredSource::Git {
                 git: Arc::new(git),
                 selection,
             }
         };
         Ok(SourceReader::new(source, &self.default_namespace, timeout))
+    }
+
+    fn trusted_keys(&self) -> anyhow::Result<TrustedKeys> {
+        let path = self
+            .trusted_keys
+            .as_ref()
+            .context("--verify-signatures needs --trusted-keys")?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the trusted keys {}", path.display()))?;
+        TrustedKeys::from_authorized_keys(&text)
+            .with_context(|| format!("the trusted keys {}", path.display()))
     }
 
     pub(super) fn options(&self, audit: Option<Arc<AuditLog>>, dry_run: bool) -> ReconcileOptions {

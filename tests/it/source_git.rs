@@ -3,6 +3,7 @@
 //! repositories, and manifests read from the commit tree only under the configured paths.
 
 use secrecy::SecretString;
+use secretsync::source::git::signature::{SignatureError, TrustedKeys};
 use secretsync::source::git::{
     GitAuth, GitError, GitReference, GitSource, KnownHosts, RemoteUrl, SshAuth,
 };
@@ -487,5 +488,66 @@ fn an_ssh_key_with_a_passphrase_is_unlocked_with_it() {
     assert!(
         !format!("{error} {error:?}").contains("wrong horse"),
         "{error}"
+    );
+}
+
+/// A fresh ed25519 key pair made by `ssh-keygen` in `dir`: (private key path, public line).
+fn signing_key(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String) {
+    let private = dir.join(name);
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&private)
+        .status()
+        .expect("ssh-keygen");
+    assert!(status.success());
+    let public = std::fs::read_to_string(private.with_extension("pub")).expect("public key");
+    (private, public)
+}
+
+#[test]
+fn only_commits_signed_by_a_trusted_key_are_accepted() {
+    let fixture = Fixture::new();
+    let keys = tempfile::tempdir().expect("tempdir");
+    let (trusted_key, trusted_public) = signing_key(keys.path(), "platform-team");
+    let (stranger_key, _) = signing_key(keys.path(), "stranger");
+    let trusted = TrustedKeys::from_authorized_keys(&trusted_public).expect("trusted keys");
+    let source = fixture
+        .main_over(Transport::GitDaemon)
+        .verifying_signatures(trusted);
+
+    let signed = fixture
+        .repo
+        .write("a.yaml", manifest())
+        .commit_signed("signed by the platform team", &trusted_key);
+    let fetched = source.fetch().expect("a trusted signature is accepted");
+    assert_eq!(fetched.revision.commit(), Some(signed.as_str()));
+
+    let unsigned = fixture
+        .repo
+        .write("b.yaml", manifest())
+        .commit("not signed");
+    let refused = source.fetch().expect_err("an unsigned commit is refused");
+    assert!(
+        matches!(&refused, GitError::Signature(SignatureError::Unsigned { commit }) if *commit == unsigned),
+        "{refused}"
+    );
+
+    fixture
+        .repo
+        .write("c.yaml", manifest())
+        .commit_signed("signed by someone else", &stranger_key);
+    let refused = source
+        .fetch()
+        .expect_err("an untrusted signature is refused");
+    assert!(
+        matches!(
+            &refused,
+            GitError::Signature(SignatureError::Untrusted { .. })
+        ),
+        "{refused}"
+    );
+    assert!(
+        refused.to_string().contains("SHA256:"),
+        "names the key: {refused}"
     );
 }

@@ -4,6 +4,7 @@
 mod auth;
 mod known_hosts;
 mod reference;
+pub mod signature;
 mod tree;
 mod url;
 
@@ -54,6 +55,8 @@ pub enum GitError {
     CommitAmbiguous { url: String, prefix: String },
     #[error(transparent)]
     Revision(#[from] InvalidRevision),
+    #[error(transparent)]
+    Signature(#[from] signature::SignatureError),
 }
 
 /// What a fetch found.
@@ -75,6 +78,8 @@ pub struct GitSource {
     reference: GitReference,
     auth: GitAuth,
     cache: PathBuf,
+    /// When set, only commits signed by one of these keys are accepted.
+    trusted: Option<signature::TrustedKeys>,
 }
 
 impl GitSource {
@@ -89,7 +94,15 @@ impl GitSource {
             reference,
             auth,
             cache,
+            trusted: None,
         }
+    }
+
+    /// Accepts only commits signed by one of `trusted` (`--verify-signatures`).
+    #[must_use]
+    pub fn verifying_signatures(mut self, trusted: signature::TrustedKeys) -> Self {
+        self.trusted = Some(trusted);
+        self
     }
 
     #[must_use]
@@ -105,6 +118,10 @@ impl GitSource {
         let received_objects = self.download(&repo)?;
         let (name, oid) = self.resolve(&repo)?;
         let revision = Revision::new(name.as_deref(), &oid.to_string())?;
+        if let Some(trusted) = &self.trusted {
+            let signer = trusted.verify_commit(&repo, oid)?;
+            tracing::debug!(%revision, %signer, "commit signature verified");
+        }
         let commit = repo.find_commit(oid).map_err(|source| GitError::Read {
             revision: revision.clone(),
             source,

@@ -66,12 +66,36 @@ impl Repo {
 
     /// Commits everything in the work tree and pushes it to `main`; returns the commit id.
     pub fn commit(&self, message: &str) -> String {
-        git(&self.work, &["add", "--all"]).run();
-        git(
-            &self.work,
-            &["commit", "--quiet", "--allow-empty", "--message", message],
+        self.commit_with(&[], message)
+    }
+
+    /// Like `commit`, signed with the SSH private key at `key` (`gpg.format=ssh`).
+    pub fn commit_signed(&self, message: &str, key: &Path) -> String {
+        let signing_key = format!("user.signingKey={}", key.display());
+        self.commit_with(
+            &[
+                "-c",
+                "gpg.format=ssh",
+                "-c",
+                &signing_key,
+                "commit",
+                "--gpg-sign",
+            ],
+            message,
         )
-        .run();
+    }
+
+    /// `git [config...] commit [options...]`: `prefix` ends with `commit` and its options,
+    /// or is empty for a plain commit.
+    fn commit_with(&self, prefix: &[&str], message: &str) -> String {
+        git(&self.work, &["add", "--all"]).run();
+        let mut args: Vec<&str> = if prefix.is_empty() {
+            vec!["commit"]
+        } else {
+            prefix.to_vec()
+        };
+        args.extend(["--quiet", "--allow-empty", "--message", message]);
+        git(&self.work, &args).run();
         git(
             &self.work,
             &[
