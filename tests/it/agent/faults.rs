@@ -13,7 +13,7 @@ use super::{Fixture, eventually};
 use crate::testenv::process::free_port;
 
 /// Points a GitopsCluster's kubeconfig Secret at `kubeconfig`.
-async fn set_kubeconfig(fixture: &Fixture, leaf: &str, kubeconfig: String) {
+async fn set_kubeconfig(fixture: &Fixture<'_>, leaf: &str, kubeconfig: String) {
     let secret = Secret {
         metadata: ObjectMeta {
             name: Some(format!("{leaf}-kubeconfig")),
@@ -182,4 +182,42 @@ async fn twenty_sigkills_mid_reconcile_leave_nothing_a_clean_run_would_not() {
         }
     }
     fixture.assert_no_leaks(&survivor);
+}
+
+/// The management kube-apiserver goes away and comes back (in an environment of this test's
+/// own): the agent reports, keeps running, and its watches resume — a Secret rotated after
+/// the restart reaches the leaf without a poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_rides_out_a_management_apiserver_restart() {
+    let env = crate::testenv::TestEnv::start();
+    let fixture = Fixture::in_env(&env, "agent-mgmt-restart").await;
+    fixture.label_cluster("leaf-cluster-1", "dev").await;
+    fixture
+        .put_source_secret("registry", "restart-token-1")
+        .await;
+    fixture.commit_sync("registry", "dev", "registry");
+    let mut agent = fixture.start_agent(
+        "mgmt-restart",
+        &["--interval", "1h", "--resync-schedule", "0 0 1 1 *"],
+    );
+    fixture
+        .until_leaf_holds("leaf-cluster-1", "registry", "restart-token-1")
+        .await;
+
+    env.mgmt.stop().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    env.mgmt.restart(env.reaper()).await;
+    assert!(
+        agent.try_exit_status().is_none(),
+        "the agent died with its management cluster:\n{}",
+        agent.log()
+    );
+
+    fixture
+        .put_source_secret("registry", "restart-token-2")
+        .await;
+    fixture
+        .until_leaf_holds("leaf-cluster-1", "registry", "restart-token-2")
+        .await;
+    fixture.assert_no_leaks(&agent);
 }

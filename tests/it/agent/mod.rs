@@ -26,8 +26,8 @@ use crate::testenv::{TestEnv, unique_namespace};
 
 /// A namespace of the management cluster with both leaves registered, a config repository,
 /// and the agents started for it.
-struct Fixture {
-    env: &'static TestEnv,
+struct Fixture<'e> {
+    env: &'e TestEnv,
     /// Every value put into a source Secret: none may appear in the agents' logs.
     secret_values: std::sync::Mutex<Vec<String>>,
     namespace: String,
@@ -36,9 +36,15 @@ struct Fixture {
     work: tempfile::TempDir,
 }
 
-impl Fixture {
-    async fn new(prefix: &str) -> Fixture {
-        let env = TestEnv::shared();
+impl Fixture<'static> {
+    async fn new(prefix: &str) -> Fixture<'static> {
+        Fixture::in_env(TestEnv::shared(), prefix).await
+    }
+}
+
+impl<'e> Fixture<'e> {
+    /// A fixture in a test environment of the test's own (one it may break).
+    async fn in_env(env: &'e TestEnv, prefix: &str) -> Fixture<'e> {
         let namespace = unique_namespace(prefix);
         env.register_leaves(&namespace).await;
         let servers = GitServers::shared();

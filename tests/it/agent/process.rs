@@ -15,7 +15,7 @@ pub struct AgentProcess {
 
 impl AgentProcess {
     pub(super) fn start(
-        fixture: &Fixture,
+        fixture: &Fixture<'_>,
         name: &str,
         extra: &[&str],
         webhook_secret: Option<&str>,
@@ -104,6 +104,11 @@ impl AgentProcess {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// The exit status, if the process has exited.
+    pub fn try_exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("wait")
     }
 
     /// Waits for the process to exit, failing the test after `timeout`.

@@ -25,7 +25,11 @@ fn elected(lease_duration: &str) -> [&str; 7] {
 
 /// `registry` synced to `leaf` by replica-a, then replica-b started and following; the
 /// Secret `vault` is ready for the change the next leader must sync.
-async fn two_replicas(fixture: &Fixture, leaf: &str, lease: &str) -> (AgentProcess, AgentProcess) {
+async fn two_replicas(
+    fixture: &Fixture<'_>,
+    leaf: &str,
+    lease: &str,
+) -> (AgentProcess, AgentProcess) {
     fixture.label_cluster(leaf, "dev").await;
     fixture.put_source_secret("registry", "lease-token-1").await;
     fixture.put_source_secret("vault", "lease-token-2").await;
@@ -111,7 +115,7 @@ async fn logs_leadership(replica: &AgentProcess) {
 }
 
 /// Who holds the agents' Lease in the fixture's namespace.
-async fn lease_holder(fixture: &Fixture) -> Option<String> {
+async fn lease_holder(fixture: &Fixture<'_>) -> Option<String> {
     let leases: Api<Lease> = Api::namespaced(fixture.env.mgmt.client().await, &fixture.namespace);
     let lease = leases.get("secretsync").await.expect("the Lease");
     lease

@@ -14,7 +14,7 @@ use super::{Fixture, eventually};
 /// No poll, no resync: only a request explains a fetch.
 const NO_TIMERS: [&str; 4] = ["--interval", "1h", "--resync-schedule", "0 0 1 1 *"];
 
-fn reconcile_command(fixture: &Fixture, name: &str) -> std::process::Output {
+fn reconcile_command(fixture: &Fixture<'_>, name: &str) -> std::process::Output {
     let kubeconfig = fixture.work.path().join("cli.kubeconfig");
     std::fs::write(&kubeconfig, fixture.env.mgmt.admin_kubeconfig()).expect("kubeconfig");
     Command::new(env!("CARGO_BIN_EXE_secretsync"))
