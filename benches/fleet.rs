@@ -171,10 +171,12 @@ async fn requests(cluster: &KubeCluster) -> (u64, u64) {
     let mut reads = 0;
     let mut writes = 0;
     for line in metrics.lines() {
-        if !line.starts_with("apiserver_request_total{")
-            || line.contains("resource=\"\"")
-            || line.contains("resource=\"leases\"")
-        {
+        // `resource` only, not `subresource`: the label follows `{` or `,`.
+        let resource = |r: &str| {
+            line.contains(&format!("{{resource=\"{r}\""))
+                || line.contains(&format!(",resource=\"{r}\""))
+        };
+        if !line.starts_with("apiserver_request_total{") || resource("") || resource("leases") {
             continue;
         }
         let Some(count) = line.rsplit(' ').next().and_then(|c| c.parse::<u64>().ok()) else {
