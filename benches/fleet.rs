@@ -144,55 +144,27 @@ struct Figures {
     applied: usize,
 }
 
-/// Requests the management and leaf apiservers have served so far, (reads, writes).
+/// The resources secretsync reads and writes (leader-election Leases and the apiservers'
+/// own heartbeats are left out).
+const RESOURCES: &[&str] = &[
+    "secrets",
+    "configmaps",
+    "namespaces",
+    "secretsyncs",
+    "gitopsclusters",
+    "events",
+];
+
+/// Requests the management and leaf apiservers have served so far, (reads, writes), from
+/// their own `apiserver_request_total`: reads are GET and LIST (no WATCH: nothing here
+/// watches), writes are POST, PUT, PATCH, APPLY and DELETE.
 async fn served(env: &TestEnv) -> (u64, u64) {
     let mut total = (0, 0);
     for cluster in std::iter::once(&env.mgmt).chain(&env.leaves) {
-        let (reads, writes) = requests(cluster).await;
-        total.0 += reads;
-        total.1 += writes;
+        total.0 += cluster.read_requests(RESOURCES).await;
+        total.1 += cluster.write_requests(RESOURCES).await;
     }
     total
-}
-
-/// From the apiserver's `apiserver_request_total`: reads are GET and LIST, writes are POST,
-/// PUT, PATCH, APPLY and DELETE. Left out: WATCH (nothing here watches; the apiserver's own
-/// informers do), leases (the apiserver's own heartbeats) and non-resource URLs (/metrics).
-async fn requests(cluster: &KubeCluster) -> (u64, u64) {
-    let request = http::Request::get("/metrics")
-        .body(Vec::new())
-        .expect("request");
-    let metrics = cluster
-        .client()
-        .await
-        .request_text(request)
-        .await
-        .expect("read /metrics");
-    let mut reads = 0;
-    let mut writes = 0;
-    for line in metrics.lines() {
-        // `resource` only, not `subresource`: the label follows `{` or `,`.
-        let resource = |r: &str| {
-            line.contains(&format!("{{resource=\"{r}\""))
-                || line.contains(&format!(",resource=\"{r}\""))
-        };
-        if !line.starts_with("apiserver_request_total{") || resource("") || resource("leases") {
-            continue;
-        }
-        let Some(count) = line.rsplit(' ').next().and_then(|c| c.parse::<u64>().ok()) else {
-            continue;
-        };
-        let verb = |v: &str| line.contains(&format!("verb=\"{v}\""));
-        if verb("GET") || verb("LIST") {
-            reads += count;
-        } else if ["POST", "PUT", "PATCH", "APPLY", "DELETE"]
-            .iter()
-            .any(|v| verb(v))
-        {
-            writes += count;
-        }
-    }
-    (reads, writes)
 }
 
 /// CPU seconds (user + system) of this process so far, from /proc/self/stat.

@@ -5,4 +5,6 @@ pub mod model;
 pub mod writer;
 
 pub use self::model::{ClusterResult, ClusterStatus, Condition, SyncStatus};
-pub use self::writer::{StatusError, StatusListing, StatusStore, StatusTarget, StoredStatus};
+pub use self::writer::{
+    StatusError, StatusListing, StatusSnapshot, StatusStore, StatusTarget, StoredStatus,
+};

@@ -1,7 +1,8 @@
-//! Applying planned leaf Secrets to one leaf cluster: ownership check, no-op detection,
-//! target namespace creation, server-side apply with field manager `secretsync`.
+//! Applying planned leaf Secrets to one leaf cluster: ownership check, no-op detection
+//! against the listed inventory, target namespace creation, server-side apply with field
+//! manager `secretsync`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -11,6 +12,7 @@ use serde::Serialize;
 use super::desired::{
     FIELD_MANAGER, OWNER_LABEL, REVISION_ANNOTATION, annotation, is_managed, matches,
 };
+use super::inventory::{Existing, LeafNamespace};
 use super::plan::{SkipReason, secret_name};
 use crate::manifest::SecretSyncKey;
 
@@ -78,39 +80,74 @@ impl Outcome {
 }
 
 /// Makes one leaf cluster hold the requested Secrets. Requests are independent: one failing
-/// does not stop the others.
+/// does not stop the others. What is there is listed once per target namespace
+/// (`inventory`), so copies that are already right cost no request of their own.
 /// With `dry_run`, nothing is written: the outcome says what would be.
 pub async fn apply_all(
     client: &kube::Client,
     requests: &[ApplyRequest],
     dry_run: bool,
 ) -> Vec<Outcome> {
+    let mut namespaces: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for request in requests {
+        let (namespace, name) = target(&request.desired);
+        namespaces.entry(namespace).or_default().push(name);
+    }
+    let mut inventories = BTreeMap::new();
+    for (namespace, names) in namespaces {
+        let listed = LeafNamespace::read(client, namespace, names)
+            .await
+            .map_err(|error| describe(&error));
+        inventories.insert(namespace, listed);
+    }
     let mut namespaces_ready = BTreeSet::new();
     let mut outcomes = Vec::with_capacity(requests.len());
     for request in requests {
-        let outcome = match apply_one(client, request, &mut namespaces_ready, dry_run).await {
-            Ok(outcome) => outcome,
-            Err(error) => Outcome::Failed {
-                message: describe(&error),
-            },
+        let outcome = match &inventories[target(&request.desired).0] {
+            Ok(inventory) => {
+                apply_one(client, request, inventory, &mut namespaces_ready, dry_run).await
+            }
+            Err(message) => Err(message.clone()),
         };
-        outcomes.push(outcome);
+        outcomes.push(outcome.unwrap_or_else(|message| Outcome::Failed { message }));
     }
     outcomes
+}
+
+/// The namespace and name a desired leaf Secret goes to.
+fn target(desired: &Secret) -> (&str, &str) {
+    (
+        desired.metadata.namespace.as_deref().unwrap_or("default"),
+        desired.metadata.name.as_deref().unwrap_or_default(),
+    )
 }
 
 async fn apply_one(
     client: &kube::Client,
     request: &ApplyRequest,
+    inventory: &LeafNamespace,
     namespaces_ready: &mut BTreeSet<String>,
     dry_run: bool,
-) -> Result<Outcome, kube::Error> {
+) -> Result<Outcome, String> {
     let desired = &request.desired;
-    let namespace = desired.metadata.namespace.as_deref().unwrap_or("default");
-    let name = desired.metadata.name.as_deref().unwrap_or_default();
+    let (namespace, name) = target(desired);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let existing = secrets.get_opt(name).await?;
-    if let Some(existing) = existing.as_ref() {
+    let fetched;
+    let existing = match inventory.get(name) {
+        Existing::Absent => None,
+        Existing::Managed(secret) => Some(secret),
+        // Left alone without reading it, unless the SecretSync may adopt it.
+        Existing::Foreign if !request.adopt => {
+            return Ok(Outcome::NotOwned {
+                target: format!("{namespace}/{name}"),
+            });
+        }
+        Existing::Foreign => {
+            fetched = secrets.get_opt(name).await.map_err(|e| describe(&e))?;
+            fetched.as_ref()
+        }
+    };
+    if let Some(existing) = existing {
         let ours =
             is_managed(existing) && label(existing, OWNER_LABEL) == label(desired, OWNER_LABEL);
         if !ours && !request.adopt {
@@ -134,11 +171,26 @@ async fn apply_one(
             create: existing.is_none(),
         });
     }
+    write(client, &secrets, desired, existing, namespaces_ready)
+        .await
+        .map_err(|e| describe(&e))
+}
+
+/// Writes `desired` over `existing` (server-side apply; a delete first when Kubernetes
+/// cannot update it in place), creating the namespace when the copy is new.
+async fn write(
+    client: &kube::Client,
+    secrets: &Api<Secret>,
+    desired: &Secret,
+    existing: Option<&Secret>,
+    namespaces_ready: &mut BTreeSet<String>,
+) -> Result<Outcome, kube::Error> {
+    let (namespace, name) = target(desired);
     if existing.is_none() && namespaces_ready.insert(namespace.to_owned()) {
         ensure_namespace(client, namespace).await?;
     }
-    if let Some(existing) = existing.as_ref().filter(|e| needs_replacing(e, desired)) {
-        replace(&secrets, existing).await?;
+    if let Some(existing) = existing.filter(|e| needs_replacing(e, desired)) {
+        replace(secrets, existing).await?;
     }
     // Forced: fields another manager set on an adopted or drifted copy are taken back.
     let params = PatchParams::apply(FIELD_MANAGER).force();

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod desired;
+pub mod inventory;
 pub mod plan;
 pub mod prune;
 pub mod reconcile;

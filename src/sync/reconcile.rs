@@ -20,10 +20,14 @@ use crate::cluster::{
     read_kubeconfig, readiness,
 };
 use crate::manifest::{LabelSelector, ManifestSet, SecretSync, SecretSyncKey};
-use crate::status::{ClusterResult, StatusStore, StatusTarget, SyncStatus};
+use crate::status::{ClusterResult, StatusSnapshot, StatusStore, StatusTarget, SyncStatus};
 
 /// Leaf clusters written to at the same time.
 pub const CLUSTER_CONCURRENCY: usize = 8;
+
+/// Management-cluster requests (source reads, status writes, Events) in flight at once:
+/// thousands of SecretSyncs are not read and recorded one round trip after another.
+const MANAGEMENT_CONCURRENCY: usize = 16;
 
 /// What one reconcile did, per SecretSync.
 #[derive(Debug, Default)]
@@ -212,33 +216,23 @@ impl Reconciler {
             report.problems.push(error.to_string());
         }
 
-        let mut targets = BTreeMap::new();
-        for sync in &set.syncs {
-            let results: Vec<ClusterResult> = items
-                .iter()
-                .zip(&outcomes)
-                .filter(|(item, _)| item.sync == sync.key)
-                .map(|(item, (_, outcome))| ClusterResult {
+        let mut results: BTreeMap<SecretSyncKey, Vec<ClusterResult>> = set
+            .syncs
+            .iter()
+            .map(|sync| (sync.key.clone(), Vec::new()))
+            .collect();
+        for (item, (_, outcome)) in items.iter().zip(&outcomes) {
+            results
+                .entry(item.sync.clone())
+                .or_default()
+                .push(ClusterResult {
                     cluster: item.cluster.clone(),
                     outcome: outcome.clone(),
                     source_version: source_version(item),
-                })
-                .collect();
-            match self
-                .write_status(&sync.key, &set.revision.to_string(), &results)
-                .await
-            {
-                Ok((target, wrote)) => {
-                    report.status_writes += usize::from(wrote);
-                    targets.insert(
-                        sync.key.to_string(),
-                        (target, sync.spec.secret_ref.name.clone()),
-                    );
-                }
-                Err(problem) => report.problems.push(problem.to_string()),
-            }
-            report.results.insert(sync.key.clone(), results);
+                });
         }
+        let targets = self.write_statuses(set, &results, &mut report).await;
+        report.results = results;
         self.publish_events(&audit, &targets, &mut report).await;
         self.clients.sweep();
         report
@@ -374,30 +368,86 @@ impl Reconciler {
             .iter()
             .map(|s| (s.key.namespace.clone(), s.spec.secret_ref.name.clone()))
             .collect();
-        let mut sources = BTreeMap::new();
-        for (namespace, name) in wanted {
+        let reads = wanted.into_iter().map(|(namespace, name)| async move {
             let secrets: Api<Secret> = Api::namespaced(self.mgmt.clone(), &namespace);
             match secrets.get_opt(&name).await {
-                Ok(Some(secret)) => {
-                    sources.insert((namespace, name), secret);
-                }
-                Ok(None) => {}
+                Ok(secret) => secret.map(|secret| ((namespace, name), secret)),
                 Err(error) => {
                     tracing::warn!(%namespace, secret = %name, %error, "cannot read source Secret");
+                    None
                 }
             }
+        });
+        futures::stream::iter(reads)
+            .buffer_unordered(MANAGEMENT_CONCURRENCY)
+            .filter_map(std::future::ready)
+            .collect()
+            .await
+    }
+
+    /// Writes the next status of every SecretSync of `set` that changed, a few at a time;
+    /// returns where each status lives (Events go there too). The statuses are read with
+    /// one snapshot per namespace, not one GET per SecretSync.
+    async fn write_statuses(
+        &self,
+        set: &ManifestSet,
+        results: &BTreeMap<SecretSyncKey, Vec<ClusterResult>>,
+        report: &mut ReconcileReport,
+    ) -> BTreeMap<String, (StatusTarget, String)> {
+        let namespaces: BTreeSet<&str> = set
+            .syncs
+            .iter()
+            .map(|sync| sync.key.namespace.as_str())
+            .collect();
+        let mut snapshots = BTreeMap::new();
+        for namespace in namespaces {
+            snapshots.insert(namespace, self.status.snapshot(namespace).await);
         }
-        sources
+        let revision = set.revision.to_string();
+        let writes = set.syncs.iter().map(|sync| {
+            let results = results.get(&sync.key).map_or(&[][..], Vec::as_slice);
+            let snapshot = &snapshots[sync.key.namespace.as_str()];
+            let revision = &revision;
+            async move {
+                let written = match snapshot {
+                    Ok(snapshot) => {
+                        self.write_status(snapshot, &sync.key, revision, results)
+                            .await
+                    }
+                    Err(error) => Err(error.to_string()),
+                };
+                (sync, written)
+            }
+        });
+        let written: Vec<_> = futures::stream::iter(writes)
+            .buffer_unordered(MANAGEMENT_CONCURRENCY)
+            .collect()
+            .await;
+        let mut targets = BTreeMap::new();
+        for (sync, written) in written {
+            match written {
+                Ok((target, wrote)) => {
+                    report.status_writes += usize::from(wrote);
+                    targets.insert(
+                        sync.key.to_string(),
+                        (target, sync.spec.secret_ref.name.clone()),
+                    );
+                }
+                Err(problem) => report.problems.push(problem),
+            }
+        }
+        targets
     }
 
     /// Writes the next status of `key` when it differs from what is there; says whether it wrote.
     async fn write_status(
         &self,
+        snapshot: &StatusSnapshot,
         key: &SecretSyncKey,
         revision: &str,
         results: &[ClusterResult],
-    ) -> Result<(StatusTarget, bool), crate::status::StatusError> {
-        let (target, previous) = self.status.read(key).await?;
+    ) -> Result<(StatusTarget, bool), String> {
+        let (target, previous) = snapshot.lookup(key).map_err(|e| e.to_string())?;
         let generation = match &target {
             StatusTarget::Object { generation } => *generation,
             StatusTarget::ConfigMap(_) => None,
@@ -406,7 +456,10 @@ impl Reconciler {
         if next == previous || self.options.dry_run {
             return Ok((target, false));
         }
-        self.status.write(key, &target, &next).await?;
+        self.status
+            .write(key, &target, &next)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok((target, true))
     }
 
@@ -421,7 +474,7 @@ impl Reconciler {
         if self.options.dry_run {
             return;
         }
-        for record in records {
+        let publishes = records.iter().map(|record| async move {
             let sync = record.secret_sync.clone().unwrap_or_default();
             let (namespace, name) = sync.split_once('/').unwrap_or(("", ""));
             let regarding = match targets.get(&sync) {
@@ -434,12 +487,18 @@ impl Reconciler {
                     record.target.rsplit('/').next().unwrap_or_default(),
                 ),
             };
-            if let Err(error) = self.events.publish(&regarding, record).await {
-                report
-                    .problems
-                    .push(format!("publishing an Event for {sync}: {error}"));
-            }
-        }
+            self.events
+                .publish(&regarding, record)
+                .await
+                .err()
+                .map(|error| format!("publishing an Event for {sync}: {error}"))
+        });
+        let problems: Vec<String> = futures::stream::iter(publishes)
+            .buffer_unordered(MANAGEMENT_CONCURRENCY)
+            .filter_map(std::future::ready)
+            .collect()
+            .await;
+        report.problems.extend(problems);
     }
 }
 

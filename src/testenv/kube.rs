@@ -15,6 +15,11 @@ use super::process::{self, Reaper, Service};
 /// How long a fresh kube-apiserver may take to answer `/readyz` on a loaded 2-core machine.
 const APISERVER_READY_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The verbs of `apiserver_request_total` that change objects (APPLY: server-side apply).
+pub const WRITE_VERBS: &[&str] = &["POST", "PUT", "PATCH", "APPLY", "DELETE"];
+/// The verbs that read objects (WATCH is left out: a watch is one long request).
+pub const READ_VERBS: &[&str] = &["GET", "LIST"];
+
 pub struct Etcd {
     pub url: String,
     service: Service,
@@ -163,9 +168,20 @@ impl KubeCluster {
     }
 
     /// Write requests (POST, PUT, PATCH, server-side APPLY, DELETE) the apiserver has served
-    /// for `resources`, from its own `apiserver_request_total` metric: what a client really
-    /// sent, counted where it cannot be missed.
+    /// for `resources`.
     pub async fn write_requests(&self, resources: &[&str]) -> u64 {
+        self.requests(WRITE_VERBS, resources).await
+    }
+
+    /// Read requests (GET, LIST; not WATCH) the apiserver has served for `resources`.
+    pub async fn read_requests(&self, resources: &[&str]) -> u64 {
+        self.requests(READ_VERBS, resources).await
+    }
+
+    /// Requests with one of `verbs` the apiserver has served for `resources` (subresources
+    /// included), from its own `apiserver_request_total` metric: what a client really sent,
+    /// counted where it cannot be missed.
+    pub async fn requests(&self, verbs: &[&str], resources: &[&str]) -> u64 {
         let request = http::Request::get("/metrics")
             .body(Vec::new())
             .expect("request");
@@ -175,18 +191,19 @@ impl KubeCluster {
             .request_text(request)
             .await
             .expect("read /metrics");
+        // The `resource` label, not `subresource`: it follows `{` or `,`.
+        let has_label = |line: &str, label: &str, value: &str| {
+            line.contains(&format!("{{{label}=\"{value}\""))
+                || line.contains(&format!(",{label}=\"{value}\""))
+        };
         metrics
             .lines()
             .filter(|line| line.starts_with("apiserver_request_total{"))
-            .filter(|line| {
-                ["POST", "PUT", "PATCH", "APPLY", "DELETE"]
-                    .iter()
-                    .any(|verb| line.contains(&format!("verb=\"{verb}\"")))
-            })
+            .filter(|line| verbs.iter().any(|verb| has_label(line, "verb", verb)))
             .filter(|line| {
                 resources
                     .iter()
-                    .any(|resource| line.contains(&format!("resource=\"{resource}\"")))
+                    .any(|resource| has_label(line, "resource", resource))
             })
             // Counters are whole numbers, written without a fraction.
             .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())

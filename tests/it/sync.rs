@@ -889,9 +889,26 @@ async fn a_no_op_reconcile_sends_no_write_request() {
     let clusters = std::iter::once(&env.mgmt).chain(&env.leaves);
     let before: Vec<u64> =
         futures::future::join_all(clusters.clone().map(|c| c.write_requests(&resources))).await;
+    let leaf_gets = |leaf: &'static str| {
+        let leaf = env.leaf(leaf);
+        async move { leaf.requests(&["GET"], &["secrets"]).await }
+    };
+    let gets_before = (
+        leaf_gets("leaf-cluster-1").await,
+        leaf_gets("leaf-cluster-2").await,
+    );
     let (_, report) = world.reconcile().await;
     let after: Vec<u64> =
         futures::future::join_all(clusters.map(|c| c.write_requests(&resources))).await;
+    // What is on a leaf is listed per target namespace, never read Secret by Secret.
+    let gets_after = (
+        leaf_gets("leaf-cluster-1").await,
+        leaf_gets("leaf-cluster-2").await,
+    );
+    assert_eq!(
+        gets_after, gets_before,
+        "GET requests for Secrets (leaf-1, leaf-2) during a no-op reconcile"
+    );
     assert_eq!(
         (report.applied, report.pruned, report.status_writes),
         (0, 0, 0)
