@@ -37,6 +37,13 @@ const SYNCS_PER_FILE: usize = 10;
 const SETUP_CONCURRENCY: usize = 16;
 
 fn main() {
+    // `RUST_LOG=secretsync=debug` shows what the reconciles do, with timestamps.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let scales = parse_scales(&std::env::var("FLEET_SCALES").unwrap_or(DEFAULT_SCALES.into()));
     let env = TestEnv::start();
     // The agent runs on a current-thread runtime (src/cli/mod.rs); so does the bench.

@@ -13,7 +13,7 @@ use super::apply::{ApplyRequest, Outcome, apply_all};
 use super::desired::{MANIFEST_ANNOTATION, SOURCE_VERSION_ANNOTATION, annotation};
 use super::plan::{Action, ClusterTarget, PlanItem, plan};
 use super::prune;
-use crate::audit::events::{EventPublisher, secret_reference, secret_sync_reference};
+use crate::audit::events::{EventPublisher, EventSummary, secret_reference, secret_sync_reference};
 use crate::audit::{AuditAction, AuditLog, AuditRecord};
 use crate::cluster::{
     ClientCache, ClusterKey, ClusterName, LeafClient, list_all_clusters, list_clusters_in,
@@ -463,8 +463,9 @@ impl Reconciler {
         Ok((target, true))
     }
 
-    /// One Event per write, on the SecretSync object when it exists, else on the source
-    /// Secret (a pruned copy whose SecretSync is gone: the Secret it was copied from).
+    /// One Event per SecretSync, action and revision (naming the clusters), on the SecretSync
+    /// object when it exists, else on the source Secret (a pruned copy whose SecretSync is
+    /// gone: the Secret it was copied from).
     async fn publish_events(
         &self,
         records: &[AuditRecord],
@@ -474,21 +475,21 @@ impl Reconciler {
         if self.options.dry_run {
             return;
         }
-        let publishes = records.iter().map(|record| async move {
-            let sync = record.secret_sync.clone().unwrap_or_default();
+        let summaries = EventSummary::group(records);
+        let publishes = summaries.iter().map(|(sync, summary)| async move {
             let (namespace, name) = sync.split_once('/').unwrap_or(("", ""));
-            let regarding = match targets.get(&sync) {
+            let regarding = match targets.get(*sync) {
                 Some((StatusTarget::Object { .. }, _)) => {
                     secret_sync_reference(namespace, name, None)
                 }
                 Some((StatusTarget::ConfigMap(_), secret)) => secret_reference(namespace, secret),
                 None => secret_reference(
                     namespace,
-                    record.target.rsplit('/').next().unwrap_or_default(),
+                    summary.target.rsplit('/').next().unwrap_or_default(),
                 ),
             };
             self.events
-                .publish(&regarding, record)
+                .publish(&regarding, summary)
                 .await
                 .err()
                 .map(|error| format!("publishing an Event for {sync}: {error}"))

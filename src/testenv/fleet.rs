@@ -8,7 +8,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::wait::{await_condition, conditions};
 use serde::Deserialize;
@@ -57,6 +57,20 @@ pub async fn apply_crd(client: &kube::Client, crd: &CustomResourceDefinition) {
     .await
     .unwrap_or_else(|_| panic!("CRD {name} not established within 30s"))
     .expect("watch CRD");
+    // "Established" comes a moment before the resource is served: the first request would
+    // be answered 503 and retried by the client a second later, inside whatever is timed.
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(
+            &crd.spec.group,
+            &crd.spec.versions[0].name,
+            &crd.spec.names.kind,
+        ),
+        &crd.spec.names.plural,
+    );
+    Api::<DynamicObject>::all_with(client.clone(), &resource)
+        .list(&ListParams::default().limit(1))
+        .await
+        .unwrap_or_else(|e| panic!("CRD {name} not served: {e}"));
 }
 
 pub async fn ensure_namespace(client: &kube::Client, name: &str) {

@@ -5,6 +5,7 @@
 mod endpoints;
 mod faults;
 mod hanging;
+mod latency;
 pub(crate) mod process;
 mod replicas;
 mod requests;

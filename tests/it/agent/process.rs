@@ -87,6 +87,11 @@ impl AgentProcess {
         .await
     }
 
+    /// The process id, to read its CPU time and memory from /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
