@@ -208,9 +208,12 @@ impl Agent {
     /// One pass of the loop: read the source if asked, then reconcile what needs it.
     async fn pass(&self, state: &mut State, watched: &WatchedSecrets, pending: Pending) {
         tracing::debug!(?pending, "pass");
-        if pending.fetch || state.set.is_none() {
-            self.read_source(state, watched).await;
-        }
+        // A source that starts or stops failing changes every status (`SourceReady`).
+        let source_changed = if pending.fetch || state.set.is_none() {
+            self.read_source(state, watched).await
+        } else {
+            false
+        };
         let Some(set) = &state.set else {
             return;
         };
@@ -220,7 +223,8 @@ impl Agent {
             return;
         }
         let revision = set.revision.to_string();
-        let everything = pending.full || state.reconciled.as_deref() != Some(&revision);
+        let everything =
+            pending.full || source_changed || state.reconciled.as_deref() != Some(&revision);
         let syncs = if everything {
             None
         } else {
@@ -252,7 +256,9 @@ impl Agent {
         log_report(&revision, everything, elapsed, &report);
         let latest = merge_results(&mut state.results, set, &report);
         self.observer.reconciled(elapsed, set, &latest);
-        if everything {
+        // A pass that could not see everything (clusters not listed, statuses not written:
+        // the management cluster failing) is not done: the next poll tries it again.
+        if everything && report.problems.is_empty() {
             state.reconciled = Some(revision);
         }
         self.mark_ready(state);
@@ -282,7 +288,9 @@ impl Agent {
         }
     }
 
-    async fn read_source(&self, state: &mut State, watched: &WatchedSecrets) {
+    /// Reads the source into `state`, keeping the last good set when that fails; says
+    /// whether the source went from readable to failing, or back, or failed differently.
+    async fn read_source(&self, state: &mut State, watched: &WatchedSecrets) -> bool {
         let started = std::time::Instant::now();
         match self.reader.read().await {
             Ok(read) => {
@@ -309,12 +317,14 @@ impl Agent {
                         .collect(),
                 );
                 state.set = Some(read.set);
+                self.reconciler.set_source_problem(None)
             }
             Err(error) => {
                 let message = error.to_string();
                 self.observer
                     .source_read(started.elapsed(), Some(message.as_str()));
                 tracing::warn!(source = %self.reader.name(), error = %message, "reading the source failed; the last good revision is kept");
+                self.reconciler.set_source_problem(Some(message))
             }
         }
     }

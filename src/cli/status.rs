@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::format::{age, short_revision, table};
 use super::{EXIT_NOT_FOUND, block_on, management_client};
+use crate::status::model::SOURCE_READY;
 use crate::status::{StatusStore, StatusTarget, StoredStatus, SyncStatus};
 
 #[derive(Debug, Args)]
@@ -156,6 +157,13 @@ fn section(stored: &StoredStatus, now: Timestamp) -> String {
             None => "Ready: Unknown (not reconciled yet)".to_owned(),
         },
     );
+    if let Some(source) = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == SOURCE_READY && c.status == "False")
+    {
+        lines.push(format!("Source: {} ({})", source.reason, source.message));
+    }
     if let Some(applied) = &status.last_applied_revision {
         lines.push(format!("Last applied revision: {applied}"));
     }

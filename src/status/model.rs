@@ -123,6 +123,44 @@ impl SyncStatus {
     }
 }
 
+impl SyncStatus {
+    /// Adds the `SourceReady` condition: False, with the reason the source could not be
+    /// read, while the copies stay as the last good revision (`last_attempted_revision`)
+    /// made them; True otherwise. Only a status that was told about a failure carries the
+    /// condition, so that the status of an agent whose source never failed stays as it was.
+    #[must_use]
+    pub fn with_source(mut self, previous: &SyncStatus, problem: Option<&str>, now: &str) -> Self {
+        let source = match problem {
+            Some(problem) => condition(
+                SOURCE_READY,
+                false,
+                "FetchFailed",
+                format!(
+                    "{problem}; the copies stay as revision {} made them",
+                    self.last_attempted_revision.as_deref().unwrap_or("(none)")
+                ),
+            ),
+            None if has_condition(previous, SOURCE_READY) => condition(
+                SOURCE_READY,
+                true,
+                "Succeeded",
+                "the source was read".to_owned(),
+            ),
+            None => return self,
+        };
+        self.conditions
+            .push(keep_transition_time(source, &previous.conditions, now));
+        self
+    }
+}
+
+/// The condition that says whether the revision could be read (fetched, verified, parsed).
+pub const SOURCE_READY: &str = "SourceReady";
+
+fn has_condition(status: &SyncStatus, type_: &str) -> bool {
+    status.conditions.iter().any(|c| c.type_ == type_)
+}
+
 fn cluster_status(
     before: Option<&ClusterStatus>,
     result: &ClusterResult,
@@ -316,6 +354,68 @@ mod tests {
             resource_version: rv.to_owned(),
             revision: "main@sha1:aa".to_owned(),
         }
+    }
+
+    #[test]
+    fn a_source_that_cannot_be_read_is_told_until_it_can_again() {
+        let results = [result("leaf-1", applied("5"))];
+        let ok = SyncStatus::next(&SyncStatus::default(), "main@sha1:aa", &results, "T1")
+            .with_source(&SyncStatus::default(), None, "T1");
+        assert!(
+            !has_condition(&ok, SOURCE_READY),
+            "no failure, no condition"
+        );
+
+        let failing = SyncStatus::next(&ok, "main@sha1:aa", &results, "T2").with_source(
+            &ok,
+            Some("fetching https://git.example/repo: connection refused"),
+            "T2",
+        );
+        let source = failing
+            .conditions
+            .iter()
+            .find(|c| c.type_ == SOURCE_READY)
+            .expect("SourceReady");
+        assert_eq!(
+            (source.status.as_str(), source.reason.as_str()),
+            ("False", "FetchFailed")
+        );
+        assert!(
+            source.message.contains("connection refused")
+                && source.message.contains("main@sha1:aa"),
+            "{}",
+            source.message
+        );
+        assert_eq!(failing.versions, ok.versions, "the copies are still there");
+        let ready = failing.conditions.iter().find(|c| c.type_ == "Ready");
+        assert_eq!(ready.map(|c| c.status.as_str()), Some("True"));
+
+        // The same failure again, nothing else changed: the same status (nothing to write).
+        let unchanged = [result(
+            "leaf-1",
+            Outcome::Unchanged {
+                resource_version: "5".to_owned(),
+                revision: "main@sha1:aa".to_owned(),
+            },
+        )];
+        let again = SyncStatus::next(&failing, "main@sha1:aa", &unchanged, "T3").with_source(
+            &failing,
+            Some("fetching https://git.example/repo: connection refused"),
+            "T3",
+        );
+        assert_eq!(again, failing);
+
+        let recovered = SyncStatus::next(&again, "main@sha1:aa", &unchanged, "T4")
+            .with_source(&again, None, "T4");
+        let source = recovered
+            .conditions
+            .iter()
+            .find(|c| c.type_ == SOURCE_READY)
+            .expect("SourceReady");
+        assert_eq!(
+            (source.status.as_str(), source.last_transition_time.as_str()),
+            ("True", "T4")
+        );
     }
 
     #[test]

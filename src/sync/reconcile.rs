@@ -3,7 +3,7 @@
 //! nothing. A cluster that cannot be reached delays only its own pairs.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Secret;
@@ -127,6 +127,9 @@ pub struct Reconciler {
     status: StatusStore,
     events: EventPublisher,
     options: ReconcileOptions,
+    /// Why the source could not be read the last time, while the last good revision is
+    /// reconciled instead: every status says so (condition `SourceReady`).
+    source_problem: Mutex<Option<String>>,
 }
 
 impl Reconciler {
@@ -138,6 +141,7 @@ impl Reconciler {
             mgmt,
             clients,
             options: ReconcileOptions::default(),
+            source_problem: Mutex::new(None),
         }
     }
 
@@ -145,6 +149,25 @@ impl Reconciler {
     pub fn with_options(mut self, options: ReconcileOptions) -> Self {
         self.options = options;
         self
+    }
+
+    /// Records whether the source could be read (`None`) or why not; says whether that
+    /// changed, in which case every status needs writing again.
+    pub fn set_source_problem(&self, problem: Option<String>) -> bool {
+        let mut current = self
+            .source_problem
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let changed = *current != problem;
+        *current = problem;
+        changed
+    }
+
+    fn source_problem(&self) -> Option<String> {
+        self.source_problem
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Reconciles every SecretSync of `set` on every cluster.
@@ -452,7 +475,10 @@ impl Reconciler {
             StatusTarget::Object { generation } => *generation,
             StatusTarget::ConfigMap(_) => None,
         };
-        let next = SyncStatus::next(&previous, revision, results, &now()).observing(generation);
+        let now = now();
+        let next = SyncStatus::next(&previous, revision, results, &now)
+            .with_source(&previous, self.source_problem().as_deref(), &now)
+            .observing(generation);
         if next == previous || self.options.dry_run {
             return Ok((target, false));
         }

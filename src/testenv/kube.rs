@@ -22,7 +22,8 @@ pub const READ_VERBS: &[&str] = &["GET", "LIST"];
 
 pub struct Etcd {
     pub url: String,
-    service: Service,
+    // Behind an async lock so that a test holding `&TestEnv` can stop and restart it.
+    service: tokio::sync::Mutex<Service>,
 }
 
 impl Etcd {
@@ -52,21 +53,33 @@ impl Etcd {
             .args(["--unsafe-no-fsync", "--log-level", "warn"]);
         Etcd {
             url,
-            service: Service::spawn("etcd", command, dir, reaper),
+            service: tokio::sync::Mutex::new(Service::spawn("etcd", command, dir, reaper)),
         }
     }
 
-    pub async fn wait_ready(&mut self) -> Result<(), String> {
+    pub async fn wait_ready(&self) -> Result<(), String> {
         let port: u16 = self
             .url
             .rsplit(':')
             .next()
             .and_then(|p| p.parse().ok())
             .expect("port");
-        process::wait_ready(&mut self.service, Duration::from_secs(30), || async move {
+        let mut service = self.service.lock().await;
+        process::wait_ready(&mut service, Duration::from_secs(30), || async move {
             process::port_open(port)
         })
         .await
+    }
+
+    /// Stops etcd: every apiserver of the environment loses its storage.
+    pub async fn stop(&self) {
+        self.service.lock().await.stop();
+    }
+
+    /// Starts etcd again on the same port and data, and waits until it listens.
+    pub async fn restart(&self, reaper: &Reaper) {
+        self.service.lock().await.start(reaper);
+        self.wait_ready().await.expect("etcd ready after restart");
     }
 }
 

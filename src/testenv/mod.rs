@@ -35,7 +35,7 @@ pub struct TestEnv {
     pub mgmt: KubeCluster,
     pub leaves: Vec<KubeCluster>,
     // Kept alive for the apiservers; stopped when the environment is dropped.
-    _etcd: Etcd,
+    etcd: Etcd,
     // Declared last so that it is dropped last: it removes `root` once the servers are gone.
     reaper: Reaper,
 }
@@ -81,7 +81,7 @@ impl TestEnv {
         let reaper = Reaper::start(&root);
         let pki = Pki::new("secretsync-testenv-ca");
 
-        let mut etcd = Etcd::spawn(&binaries.etcd, &root, &reaper);
+        let etcd = Etcd::spawn(&binaries.etcd, &root, &reaper);
         etcd.wait_ready().await.expect("etcd ready");
         let spawn = |name: &str| {
             KubeCluster::spawn(
@@ -116,7 +116,7 @@ impl TestEnv {
             root,
             mgmt,
             leaves,
-            _etcd: etcd,
+            etcd,
             reaper,
         }
     }
@@ -142,6 +142,17 @@ impl TestEnv {
     /// Starts a stopped leaf's apiserver again, on the same port, and waits until it is ready.
     pub async fn restart_leaf(&self, name: &str) {
         self.leaf(name).restart(&self.reaper).await;
+    }
+
+    /// Stops etcd (in a private environment): every apiserver answers errors until
+    /// `start_etcd`.
+    pub async fn stop_etcd(&self) {
+        self.etcd.stop().await;
+    }
+
+    /// Starts etcd again on the same port and data, and waits until it listens.
+    pub async fn start_etcd(&self) {
+        self.etcd.restart(&self.reaper).await;
     }
 
     pub fn leaf(&self, name: &str) -> &KubeCluster {

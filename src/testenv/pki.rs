@@ -75,6 +75,23 @@ impl Pki {
         self.sign(&params)
     }
 
+    /// A client certificate that expired on 2021-01-01: what a leaf's kubeconfig holds when
+    /// nobody rotated it in time.
+    #[must_use]
+    pub fn expired_client(&self, user: &str, group: Option<&str>) -> CertPair {
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, user);
+        if let Some(group) = group {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, group);
+        }
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign(&params)
+    }
+
     fn sign(&self, params: &CertificateParams) -> CertPair {
         let key = KeyPair::generate().expect("generate key");
         let cert = params

@@ -142,6 +142,83 @@ fn a_second_fetch_with_nothing_new_transfers_nothing() {
     );
 }
 
+/// Every file under the cache's `objects/`: packs, their indexes, loose objects.
+fn object_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read cache dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(object_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn a_damaged_cache_is_cloned_again() {
+    let fixture = Fixture::new();
+    fixture.repo.write("a.yaml", manifest()).commit("one");
+    let source = fixture.main_over(Transport::Http);
+    let first = source.fetch().expect("first fetch");
+    let good = source
+        .snapshot(&first, &Selection::default())
+        .expect("snapshot");
+
+    // Garbage in every object file of the cache, as a disk error or a killed write leaves it.
+    let objects: Vec<_> = object_files(fixture.cache.path())
+        .into_iter()
+        .filter(|path| path.components().any(|c| c.as_os_str() == "objects"))
+        .collect();
+    assert!(!objects.is_empty(), "the fetch stored no objects");
+    for path in &objects {
+        let length = std::fs::metadata(path).expect("object file").len();
+        let garbage = vec![0x5a_u8; usize::try_from(length).expect("size")];
+        // Loose objects and packs are written read-only by git.
+        let mut permissions = std::fs::metadata(path).expect("metadata").permissions();
+        #[allow(clippy::permissions_set_readonly_false)] // test files, owned by the test
+        permissions.set_readonly(false);
+        std::fs::set_permissions(path, permissions).expect("make writable");
+        std::fs::write(path, garbage).expect("damage the object file");
+    }
+
+    // The same revision again, then a new one: both read right, the cache re-cloned.
+    let again = source.fetch().expect("fetch over a damaged cache");
+    assert_eq!(again.revision, first.revision);
+    let read = source
+        .snapshot(&again, &Selection::default())
+        .or_else(|error| {
+            // Damage found only when reading: reported, and the next fetch starts afresh.
+            assert!(
+                matches!(error, GitError::CacheDamaged { .. }),
+                "unexpected error: {error}"
+            );
+            let refetched = source.fetch().expect("fetch after the damage was found");
+            source.snapshot(&refetched, &Selection::default())
+        });
+    let read = read.expect("snapshot after re-clone");
+    let contents = |snapshot: &Snapshot| -> Vec<(String, String, Option<Vec<u8>>)> {
+        snapshot
+            .files
+            .iter()
+            .map(|f| {
+                let bytes = match &f.content {
+                    FileContent::Bytes(bytes) => Some(bytes.to_vec()),
+                    _ => None,
+                };
+                (f.path.clone(), f.id.clone(), bytes)
+            })
+            .collect()
+    };
+    assert_eq!(contents(&read), contents(&good));
+    assert!(contents(&read).iter().all(|(_, _, bytes)| bytes.is_some()));
+
+    let next = fixture.repo.write("b.yaml", manifest()).commit("two");
+    let fetched = source.fetch().expect("fetch of the next commit");
+    assert_eq!(fetched.revision.commit(), Some(next.as_str()));
+}
+
 #[test]
 fn a_force_push_moves_the_revision_and_is_reported() {
     let fixture = Fixture::new();

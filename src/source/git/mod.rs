@@ -28,6 +28,10 @@ pub enum GitError {
         #[source]
         source: git2::Error,
     },
+    /// The cache's objects cannot be read (a corrupt pack, a truncated file): the cache is
+    /// removed, and the next fetch clones the repository again.
+    #[error("repository cache {path} is damaged ({message}): removed, to be cloned again")]
+    CacheDamaged { path: PathBuf, message: String },
     /// `url` is printed without credentials; `message` is scrubbed of every secret.
     #[error("fetching {url}: {message}")]
     Fetch { url: String, message: String },
@@ -111,8 +115,38 @@ impl GitSource {
     }
 
     /// Fetches the reference (transferring only what is new) and resolves it to a commit.
+    /// A damaged cache is removed and the repository cloned again, once.
     /// Blocking: call from a blocking thread.
     pub fn fetch(&self) -> Result<Fetched, GitError> {
+        match self.fetch_into_cache().map_err(|e| self.damaged(e)) {
+            Err(GitError::CacheDamaged { message, .. }) => {
+                tracing::warn!(cache = %self.cache.display(), %message, "the repository cache was damaged and is cloned again");
+                self.fetch_into_cache().map_err(|e| self.damaged(e))
+            }
+            result => result,
+        }
+    }
+
+    /// An error that shows the cache's objects cannot be read becomes `CacheDamaged`, and
+    /// the cache is removed so that the next fetch starts afresh; others pass unchanged.
+    fn damaged(&self, error: GitError) -> GitError {
+        let message = match &error {
+            GitError::Read { source, .. } | GitError::Cache { source, .. } if is_damage(source) => {
+                source.message().to_owned()
+            }
+            GitError::CacheDamaged { message, .. } => message.clone(),
+            _ => return error,
+        };
+        if let Err(removing) = std::fs::remove_dir_all(&self.cache) {
+            tracing::warn!(cache = %self.cache.display(), error = %removing, "cannot remove the damaged repository cache");
+        }
+        GitError::CacheDamaged {
+            path: self.cache.clone(),
+            message,
+        }
+    }
+
+    fn fetch_into_cache(&self) -> Result<Fetched, GitError> {
         let repo = self.open_cache()?;
         let before = self.resolve(&repo).ok().map(|(_, oid)| oid);
         let received_objects = self.download(&repo)?;
@@ -160,11 +194,11 @@ impl GitSource {
         };
         let repo = self.open_cache()?;
         let oid = Oid::from_str(revision.digest()).map_err(read_error)?;
-        let tree = repo
+        let files = repo
             .find_commit(oid)
             .and_then(|c| c.tree())
-            .map_err(read_error)?;
-        let files = tree::read_files(&repo, &tree, selection, known).map_err(read_error)?;
+            .and_then(|tree| tree::read_files(&repo, &tree, selection, known))
+            .map_err(|e| self.damaged(read_error(e)))?;
         Ok(Snapshot {
             revision: revision.clone(),
             commit: Some(fetched.commit.clone()),
@@ -206,11 +240,19 @@ impl GitSource {
     /// Fetches the reference's refspecs; returns how many objects were received.
     fn download(&self, repo: &Repository) -> Result<usize, GitError> {
         let transfer = Transfer::default();
-        let fetch_error = |e: git2::Error| GitError::Fetch {
-            url: self.url.to_string(),
-            message: transfer
-                .take_refusal()
-                .unwrap_or_else(|| self.scrub(e.message())),
+        let fetch_error = |e: git2::Error| {
+            if is_damage(&e) {
+                return GitError::CacheDamaged {
+                    path: self.cache.clone(),
+                    message: self.scrub(e.message()),
+                };
+            }
+            GitError::Fetch {
+                url: self.url.to_string(),
+                message: transfer
+                    .take_refusal()
+                    .unwrap_or_else(|| self.scrub(e.message())),
+            }
         };
         let mut remote = repo
             .remote_anonymous(self.url.as_git_url())
@@ -274,6 +316,17 @@ impl GitSource {
         }
         message
     }
+}
+
+/// Whether libgit2 failed on the local object database (a corrupt, truncated or missing
+/// pack or object), not on the network or the remote. Only asked about objects that a
+/// fetch has just resolved, so a missing one is damage too.
+fn is_damage(error: &git2::Error) -> bool {
+    use git2::ErrorClass;
+    matches!(
+        error.class(),
+        ErrorClass::Odb | ErrorClass::Zlib | ErrorClass::Object | ErrorClass::Indexer
+    )
 }
 
 fn empty_hint(repo: &Repository) -> &'static str {

@@ -221,3 +221,44 @@ async fn the_agent_rides_out_a_management_apiserver_restart() {
         .await;
     fixture.assert_no_leaks(&agent);
 }
+
+/// etcd goes away under every apiserver and comes back (in an environment of this test's
+/// own), while a commit waits to be synced: the apiservers hold the agent's requests until
+/// etcd is back; the agent keeps running and converges — the commit made during the outage
+/// arrives, and the watches resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_rides_out_an_etcd_restart() {
+    let env = crate::testenv::TestEnv::start();
+    let fixture = Fixture::in_env(&env, "agent-etcd-restart").await;
+    fixture.label_cluster("leaf-cluster-1", "dev").await;
+    fixture.put_source_secret("registry", "etcd-token-1").await;
+    fixture.put_source_secret("vault", "etcd-token-2").await;
+    fixture.commit_sync("registry", "dev", "registry");
+    let mut agent = fixture.start_agent(
+        "etcd-restart",
+        &["--interval", "1s", "--resync-schedule", "0 0 1 1 *"],
+    );
+    fixture
+        .until_leaf_holds("leaf-cluster-1", "registry", "etcd-token-1")
+        .await;
+
+    // The commit is found by a poll during the outage; nothing can be written then.
+    env.stop_etcd().await;
+    fixture.commit_sync("vault", "dev", "vault");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    env.start_etcd().await;
+    assert!(
+        agent.try_exit_status().is_none(),
+        "the agent died with etcd:\n{}",
+        agent.log()
+    );
+    fixture
+        .until_leaf_holds("leaf-cluster-1", "vault", "etcd-token-2")
+        .await;
+    // And it goes on: a Secret rotated after the outage is synced by the resumed watches.
+    fixture.put_source_secret("registry", "etcd-token-3").await;
+    fixture
+        .until_leaf_holds("leaf-cluster-1", "registry", "etcd-token-3")
+        .await;
+    fixture.assert_no_leaks(&agent);
+}

@@ -1,13 +1,16 @@
 //! A git server that hangs: connections are accepted and then nothing is said. The fetch
 //! deadline fires, the agent says so and keeps serving the last good revision (a rotated
 //! Secret is still synced through the watches), and once the server answers again the next
-//! poll fetches the new commit.
+//! poll fetches the new commit. Meanwhile every status says why (`SourceReady` False).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
+
+use secretsync::status::model::SOURCE_READY;
+use secretsync::status::{Condition, SyncStatus};
 
 use super::process::AgentProcess;
 use super::{Fixture, eventually};
@@ -105,6 +108,18 @@ async fn a_hanging_git_server_times_out_and_the_last_good_revision_keeps_serving
         agent.log().contains("took longer than 2s").then_some(())
     })
     .await;
+    // Every status says why the revision is not the newest, and that the copies stay.
+    let failed = eventually("the status tells the fetch failed", async || {
+        let status = fixture.status("registry").await.map(|(_, s)| s);
+        source_ready(status).filter(|c| c.status == "False")
+    })
+    .await;
+    assert_eq!(failed.reason, "FetchFailed");
+    assert!(
+        failed.message.contains("took longer than 2s") && failed.message.contains("main@sha1:"),
+        "{}",
+        failed.message
+    );
     // The agent still works from the last good revision.
     fixture.put_source_secret("registry", "hang-token-2").await;
     fixture
@@ -116,5 +131,18 @@ async fn a_hanging_git_server_times_out_and_the_last_good_revision_keeps_serving
     fixture
         .until_leaf_holds("leaf-cluster-1", "vault", "hang-token-3")
         .await;
+    eventually("the status tells the source is read again", async || {
+        let status = fixture.status("registry").await.map(|(_, s)| s);
+        source_ready(status).filter(|c| c.status == "True")
+    })
+    .await;
     fixture.assert_no_leaks(&agent);
+}
+
+/// The `SourceReady` condition of a status, if it has one.
+fn source_ready(status: Option<SyncStatus>) -> Option<Condition> {
+    status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == SOURCE_READY)
 }

@@ -1,5 +1,5 @@
 //! Leaf clients from the cache against the real leaves, rotation, and the reachability
-//! probe against live, dead, silent and untrusted servers.
+//! probe against live, dead, silent and untrusted servers, and with an expired certificate.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -129,6 +129,8 @@ async fn an_unreachable_leaf_is_reported_within_the_timeout() {
     let untrusted = real
         .admin_kubeconfig()
         .replace(&BASE64.encode(&env.pki.ca_pem), &BASE64.encode(&foreign_ca));
+    // The real leaf, but a client certificate that expired years ago: the server refuses it.
+    let expired = real.kubeconfig_for(&env.pki.expired_client("admin", Some("system:masters")));
 
     let cases = [
         (
@@ -149,6 +151,7 @@ async fn an_unreachable_leaf_is_reported_within_the_timeout() {
             real.server.as_str(),
             "invalid peer certificate: UnknownIssuer",
         ),
+        ("expired", expired, real.server.as_str(), "Unauthorized"),
     ];
     for (name, kubeconfig, server, expected) in cases {
         put_secret(
