@@ -6,7 +6,8 @@
 //! with the same concurrency and no logic: the limit secretsync is compared with.
 //!
 //! Run: `cargo bench --bench fleet` (figures and the cluster mapping in bench/RESULTS.md).
-//! Scales: `FLEET_SCALES=100x10,1000x10` (M x N, comma-separated).
+//! Scales: `FLEET_SCALES=100x10,1000x10` (M x N, comma-separated); leaf apiservers:
+//! `FLEET_LEAVES=8`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -30,6 +31,9 @@ use secretsync::testenv::kube::KubeCluster;
 use serde_json::json;
 
 const DEFAULT_SCALES: &str = "10x2,100x2,10x10,100x10";
+/// Leaf kube-apiservers (the issue allows up to 8): the more there are, the fewer group
+/// namespaces a scale needs, and the closer it is to M SecretSyncs over N clusters.
+const DEFAULT_LEAVES: usize = 8;
 const SETUP_MANAGER: &str = "fleet-bench-setup";
 const BARE_MANAGER: &str = "bench-bare";
 const SYNCS_PER_FILE: usize = 10;
@@ -45,7 +49,12 @@ fn main() {
             .init();
     }
     let scales = parse_scales(&std::env::var("FLEET_SCALES").unwrap_or(DEFAULT_SCALES.into()));
-    let env = TestEnv::start();
+    let leaves: usize = std::env::var("FLEET_LEAVES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(DEFAULT_LEAVES);
+    let env =
+        TestEnv::start_with_leaves((1..=leaves).map(|n| format!("leaf-cluster-{n}")).collect());
     // The agent runs on a current-thread runtime (src/cli/mod.rs); so does the bench.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -577,11 +586,13 @@ fn table(fleet: &Fleet<'_>, figures: &ScaleFigures) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\n### M = {} SecretSyncs x N = {} clusters ({} leaf Secrets; {} group namespaces, {} leaf apiservers)\n",
+        "\n### M = {} x N = {}: {} leaf Secrets ({} SecretSyncs in {} group namespace(s), each selecting the <= {} clusters of its group; {} leaf apiservers)\n",
         fleet.syncs,
         fleet.clusters,
         fleet.syncs * fleet.clusters,
+        fleet.syncs * fleet.groups(),
         fleet.groups(),
+        fleet.leaves(),
         fleet.leaves()
     );
     let _ = writeln!(

@@ -7,6 +7,7 @@ pub mod inventory;
 pub mod plan;
 pub mod prune;
 pub mod reconcile;
+pub mod sources;
 
 pub use self::plan::{Action, ClusterTarget, PlanItem, SkipReason, plan};
 pub use self::reconcile::{ReconcileOptions, ReconcileReport, Reconciler, Scope};

@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
 
 use super::apply::{ApplyRequest, Outcome, apply_all};
 use super::desired::{MANIFEST_ANNOTATION, SOURCE_VERSION_ANNOTATION, annotation};
 use super::plan::{Action, ClusterTarget, PlanItem, plan};
 use super::prune;
+use super::sources::{SecretKey, SourceCache};
 use crate::audit::events::{EventPublisher, EventSummary, secret_reference, secret_sync_reference};
 use crate::audit::{AuditAction, AuditLog, AuditRecord};
 use crate::cluster::{
@@ -27,7 +27,7 @@ pub const CLUSTER_CONCURRENCY: usize = 8;
 
 /// Management-cluster requests (source reads, status writes, Events) in flight at once:
 /// thousands of SecretSyncs are not read and recorded one round trip after another.
-const MANAGEMENT_CONCURRENCY: usize = 16;
+pub(crate) const MANAGEMENT_CONCURRENCY: usize = 16;
 
 /// What one reconcile did, per SecretSync.
 #[derive(Debug, Default)]
@@ -130,6 +130,8 @@ pub struct Reconciler {
     /// Why the source could not be read the last time, while the last good revision is
     /// reconciled instead: every status says so (condition `SourceReady`).
     source_problem: Mutex<Option<String>>,
+    /// Source Secrets as last read: a no-op reconcile lists them instead of reading each.
+    sources: SourceCache,
 }
 
 impl Reconciler {
@@ -142,6 +144,7 @@ impl Reconciler {
             clients,
             options: ReconcileOptions::default(),
             source_problem: Mutex::new(None),
+            sources: SourceCache::default(),
         }
     }
 
@@ -203,6 +206,9 @@ impl Reconciler {
             .extend(listed.problems.iter().map(ToString::to_string));
         let (targets, leaves) = self.connect(&listed.clusters, &scope.held_back).await;
         let sources = self.source_secrets(&set.syncs).await;
+        if scope.syncs.is_none() {
+            self.sources.retain(&wanted_sources(&set.syncs));
+        }
         let items = plan(&set.syncs, &targets, &sources, &set.revision);
         let outcomes = apply_planned(&items, &leaves, &set.syncs, self.options.dry_run).await;
         report.applied = outcomes
@@ -384,28 +390,10 @@ impl Reconciler {
         self.clients.client(&kubeconfig).await
     }
 
-    /// The Secrets the SecretSyncs name, each read once. A Secret that cannot be read is
-    /// planned as missing; the error is logged.
-    async fn source_secrets(&self, syncs: &[SecretSync]) -> BTreeMap<(String, String), Secret> {
-        let wanted: BTreeSet<(String, String)> = syncs
-            .iter()
-            .map(|s| (s.key.namespace.clone(), s.spec.secret_ref.name.clone()))
-            .collect();
-        let reads = wanted.into_iter().map(|(namespace, name)| async move {
-            let secrets: Api<Secret> = Api::namespaced(self.mgmt.clone(), &namespace);
-            match secrets.get_opt(&name).await {
-                Ok(secret) => secret.map(|secret| ((namespace, name), secret)),
-                Err(error) => {
-                    tracing::warn!(%namespace, secret = %name, %error, "cannot read source Secret");
-                    None
-                }
-            }
-        });
-        futures::stream::iter(reads)
-            .buffer_unordered(MANAGEMENT_CONCURRENCY)
-            .filter_map(std::future::ready)
-            .collect()
-            .await
+    /// The Secrets the SecretSyncs name, each read once (or found unchanged in the cache).
+    /// A Secret that cannot be read is planned as missing; the error is logged.
+    async fn source_secrets(&self, syncs: &[SecretSync]) -> BTreeMap<SecretKey, Secret> {
+        self.sources.read(&self.mgmt, &wanted_sources(syncs)).await
     }
 
     /// Writes the next status of every SecretSync of `set` that changed, a few at a time;
@@ -626,6 +614,14 @@ fn now() -> String {
     k8s_openapi::jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string()
+}
+
+/// The source Secrets `syncs` name, as (namespace, name).
+fn wanted_sources(syncs: &[SecretSync]) -> BTreeSet<SecretKey> {
+    syncs
+        .iter()
+        .map(|s| (s.key.namespace.clone(), s.spec.secret_ref.name.clone()))
+        .collect()
 }
 
 fn source_version(item: &PlanItem) -> Option<String> {

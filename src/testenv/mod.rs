@@ -50,20 +50,28 @@ impl TestEnv {
     /// Starts a private environment; everything stops when it is dropped.
     #[must_use]
     pub fn start() -> TestEnv {
+        let leaves = LEAF_CLUSTERS.iter().map(|&name| name.to_owned()).collect();
+        TestEnv::start_with_leaves(leaves)
+    }
+
+    /// Starts a private environment with these leaf clusters (e.g. more than two for a fleet
+    /// benchmark) instead of `LEAF_CLUSTERS`.
+    #[must_use]
+    pub fn start_with_leaves(leaves: Vec<String>) -> TestEnv {
         // Set-up is async (readiness, CRDs) but may be called from inside a test's runtime,
         // so it runs on a thread with a runtime of its own.
-        std::thread::spawn(|| {
+        std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("tokio runtime");
-            runtime.block_on(TestEnv::start_async())
+            runtime.block_on(TestEnv::start_async(&leaves))
         })
         .join()
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 
-    async fn start_async() -> TestEnv {
+    async fn start_async(leaf_names: &[String]) -> TestEnv {
         eprintln!(
             "testenv: finding kube-apiserver and etcd (built once into ~/.cache/secretsync/testenv: the first time takes ~10 min)…"
         );
@@ -71,7 +79,7 @@ impl TestEnv {
         let started = Instant::now();
         eprintln!(
             "testenv: starting etcd and {} kube-apiservers…",
-            1 + LEAF_CLUSTERS.len()
+            1 + leaf_names.len()
         );
         let root = tempfile::Builder::new()
             .prefix("secretsync-testenv-")
@@ -94,7 +102,7 @@ impl TestEnv {
             )
         };
         let mgmt = spawn("mgmt");
-        let leaves: Vec<KubeCluster> = LEAF_CLUSTERS.iter().map(|name| spawn(name)).collect();
+        let leaves: Vec<KubeCluster> = leaf_names.iter().map(|name| spawn(name)).collect();
 
         let (mgmt_ready, leaves_ready) = tokio::join!(
             mgmt.wait_ready(),

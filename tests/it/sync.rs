@@ -1018,3 +1018,59 @@ async fn an_immutable_secret_is_replaced_when_its_source_changes() {
         "the immutable copy was replaced, not edited"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_sources_in_a_namespace_are_listed_and_a_rotated_one_is_read_again() {
+    // A private environment: the management apiserver's counters are this test's alone.
+    let env = TestEnv::start();
+    let mut world = World::in_env(&env).await;
+    // Enough SecretSyncs in one namespace that their sources are listed, not read one by one.
+    let count = 20;
+    for n in 0..count {
+        world
+            .put_source_secret(&format!("source-{n}"), &format!("many-token-{n}-a"))
+            .await;
+        let sync = PRODUCTION_SYNC
+            .replace("name: registry\n", &format!("name: sync-{n}\n"))
+            .replace("name: registry-credentials", &format!("name: source-{n}"));
+        world.commit_sync(&format!("clusters/sync-{n}.yaml"), &sync);
+    }
+    let (_, first) = world.reconcile().await;
+    assert_eq!(first.applied, count);
+
+    // Nothing changed: the sources are listed (metadata), none is read whole.
+    let secret_gets = async || env.mgmt.requests(&["GET"], &["secrets"]).await;
+    let before = secret_gets().await;
+    let (_, noop) = world.reconcile().await;
+    assert_eq!(noop.applied, 0);
+    // The kubeconfig Secrets of the two leaves are read each time; no source Secret is.
+    assert_eq!(
+        secret_gets().await - before,
+        2,
+        "GETs of Secrets in a no-op"
+    );
+
+    // One source rotated: its new data reaches the leaf, the others are untouched.
+    world.put_source_secret("source-7", "many-token-7-b").await;
+    let (_, rotated) = world.reconcile().await;
+    assert_eq!(rotated.applied, 1);
+    let copy = world
+        .leaf_secret("leaf-cluster-2", &world.target_namespace(), "source-7")
+        .await
+        .expect("copy of source-7");
+    assert_eq!(copy.data.expect("data")["token"].0, b"many-token-7-b");
+
+    // One source deleted: its copy is pruned, as when it is read one by one.
+    Api::<Secret>::namespaced(env.mgmt.client().await, &world.namespace)
+        .delete("source-3", &kube::api::DeleteParams::default())
+        .await
+        .expect("delete source-3");
+    let (_, deleted) = world.reconcile_with_problems().await;
+    assert_eq!(deleted.pruned, 1, "{:?}", deleted.prunes);
+    assert!(
+        world
+            .leaf_secret("leaf-cluster-2", &world.target_namespace(), "source-3")
+            .await
+            .is_none()
+    );
+}
