@@ -16,20 +16,21 @@ use super::inventory::{Existing, LeafNamespace};
 use super::plan::{SkipReason, secret_name};
 use crate::manifest::SecretSyncKey;
 
-/// One leaf Secret to make right. `Debug` names the Secret, never its data.
-#[derive(Clone)]
-pub struct ApplyRequest {
-    pub sync: SecretSyncKey,
-    pub desired: Secret,
+/// One leaf Secret to make right, borrowed from the plan (a fleet's plan holds thousands).
+/// `Debug` names the Secret, never its data.
+#[derive(Clone, Copy)]
+pub struct ApplyRequest<'a> {
+    pub sync: &'a SecretSyncKey,
+    pub desired: &'a Secret,
     /// The SecretSync may take over a leaf Secret that secretsync did not create.
     pub adopt: bool,
 }
 
-impl std::fmt::Debug for ApplyRequest {
+impl std::fmt::Debug for ApplyRequest<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApplyRequest")
-            .field("sync", &self.sync)
-            .field("desired", &secret_name(&self.desired))
+            .field("sync", self.sync)
+            .field("desired", &secret_name(self.desired))
             .field("adopt", &self.adopt)
             .finish()
     }
@@ -85,12 +86,12 @@ impl Outcome {
 /// With `dry_run`, nothing is written: the outcome says what would be.
 pub async fn apply_all(
     client: &kube::Client,
-    requests: &[ApplyRequest],
+    requests: &[ApplyRequest<'_>],
     dry_run: bool,
 ) -> Vec<Outcome> {
     let mut namespaces: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for request in requests {
-        let (namespace, name) = target(&request.desired);
+        let (namespace, name) = target(request.desired);
         namespaces.entry(namespace).or_default().push(name);
     }
     let mut inventories = BTreeMap::new();
@@ -103,7 +104,7 @@ pub async fn apply_all(
     let mut namespaces_ready = BTreeSet::new();
     let mut outcomes = Vec::with_capacity(requests.len());
     for request in requests {
-        let outcome = match &inventories[target(&request.desired).0] {
+        let outcome = match &inventories[target(request.desired).0] {
             Ok(inventory) => {
                 apply_one(client, request, inventory, &mut namespaces_ready, dry_run).await
             }
@@ -124,12 +125,12 @@ fn target(desired: &Secret) -> (&str, &str) {
 
 async fn apply_one(
     client: &kube::Client,
-    request: &ApplyRequest,
+    request: &ApplyRequest<'_>,
     inventory: &LeafNamespace,
     namespaces_ready: &mut BTreeSet<String>,
     dry_run: bool,
 ) -> Result<Outcome, String> {
-    let desired = &request.desired;
+    let desired = request.desired;
     let (namespace, name) = target(desired);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let fetched;

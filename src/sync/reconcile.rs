@@ -527,7 +527,7 @@ async fn apply_planned(
 ) -> Vec<(usize, Outcome)> {
     let adopt: BTreeMap<&SecretSyncKey, bool> =
         syncs.iter().map(|s| (&s.key, s.options.adopt)).collect();
-    let mut per_cluster: BTreeMap<ClusterKey, Vec<(usize, ApplyRequest)>> = BTreeMap::new();
+    let mut per_cluster: BTreeMap<ClusterKey, Vec<(usize, ApplyRequest<'_>)>> = BTreeMap::new();
     let mut outcomes: Vec<(usize, Outcome)> = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         match &item.action {
@@ -538,8 +538,8 @@ async fn apply_planned(
                     name: ClusterName::new(item.cluster.clone()),
                 };
                 let request = ApplyRequest {
-                    sync: item.sync.clone(),
-                    desired: (**secret).clone(),
+                    sync: &item.sync,
+                    desired: secret,
                     adopt: adopt.get(&item.sync).copied().unwrap_or(false),
                 };
                 per_cluster.entry(key).or_default().push((index, request));
@@ -547,7 +547,7 @@ async fn apply_planned(
         }
     }
     let cluster_batches = per_cluster.into_iter().map(|(cluster, batch)| async move {
-        let requests: Vec<ApplyRequest> = batch.iter().map(|(_, r)| r.clone()).collect();
+        let requests: Vec<ApplyRequest<'_>> = batch.iter().map(|(_, r)| *r).collect();
         let results = match leaves.get(&cluster) {
             Some(leaf) => apply_all(leaf.client(), &requests, dry_run).await,
             None => vec![

@@ -7,7 +7,7 @@
 //!
 //! and copy the figures it prints into bench/RESULTS.md. The agent is the real (release)
 //! binary, the environment a private one (no other test's load), the repository served by the
-//! smart-HTTP git server.
+//! git daemon (`git://` on loopback).
 
 use std::time::{Duration, Instant};
 
@@ -33,7 +33,7 @@ const LEAVES: [&str; 2] = ["leaf-cluster-1", "leaf-cluster-2"];
 async fn latency() {
     let env = TestEnv::start();
     let mut fixture = Fixture::in_env(&env, "latency").await;
-    fixture.url = GitServers::shared().url(&fixture.repo, Transport::Http);
+    fixture.url = GitServers::shared().url(&fixture.repo, Transport::GitDaemon);
     for leaf in LEAVES {
         fixture.label_cluster(leaf, "dev").await;
     }
