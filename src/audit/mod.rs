@@ -110,14 +110,42 @@ impl AuditLog {
             .file
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        file.write_all(&lines).map_err(write_error)?;
-        file.sync_data().map_err(write_error)
+        let length_before = file.metadata().map(|m| m.len()).ok();
+        let written = file.write_all(&lines).and_then(|()| file.sync_data());
+        if let (Err(_), Some(length)) = (&written, length_before) {
+            // A disk that filled up mid-write leaves half a line: cut it off, so that the
+            // log stays whole JSON lines once there is space again.
+            let _ = file.set_len(length);
+        }
+        written.map_err(write_error)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_is_a_clear_error() {
+        // /dev/full accepts the open and fails every write with ENOSPC, as a full disk does.
+        let log = AuditLog::open(Path::new("/dev/full")).expect("open /dev/full");
+        let record = AuditRecord {
+            time: "2026-12-04T00:00:00Z".to_owned(),
+            action: AuditAction::Apply,
+            cluster: "flux-system/leaf-1".to_owned(),
+            target: "apps/registry".to_owned(),
+            secret_sync: None,
+            revision: None,
+            manifest: None,
+            source_version: None,
+            leaf_version: None,
+        };
+        let error = log.append(&[record]).expect_err("a full disk");
+        assert_eq!(
+            error.to_string(),
+            "appending to audit log /dev/full: No space left on device (os error 28)"
+        );
+    }
 
     #[test]
     fn appends_one_json_line_per_record_and_keeps_what_was_there() {

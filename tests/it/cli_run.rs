@@ -176,3 +176,38 @@ fn base64_of(text: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(text)
 }
+
+/// A data directory or audit log where nothing can be written (a read-only filesystem here)
+/// stops the command with an error that names the path and the reason; nothing is synced
+/// with half a cache.
+#[test]
+fn an_unwritable_data_dir_or_audit_log_is_a_clear_error() {
+    let env = TestEnv::shared();
+    let servers = GitServers::shared();
+    let repo = servers.create_repo("unwritable");
+    repo.write("clusters/my-dev-secret-syncer.yaml", scenario::manifest())
+        .commit("a manifest");
+    let url = servers.url(&repo, Transport::File);
+    let work = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        (
+            ["--data-dir", "/proc/secretsync-data"],
+            "/proc/secretsync-data",
+        ),
+        (
+            ["--audit-log", "/proc/secretsync-audit.jsonl"],
+            "opening audit log /proc/secretsync-audit.jsonl",
+        ),
+    ];
+    for (flag, expected) in cases {
+        let mut args = vec!["run", "--once", "--namespaces", "nowhere", "--source", &url];
+        args.extend(flag);
+        if flag[0] != "--data-dir" {
+            args.extend(["--data-dir", work.path().to_str().expect("utf-8")]);
+        }
+        let output = scenario::secretsync(env, &args, work.path());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+}
