@@ -80,14 +80,14 @@ pub struct ReconcileArgs {
     #[arg(long, env = "SECRETSYNC_WATCH_LABEL_SELECTOR", value_parser = parse_shard)]
     pub watch_label_selector: Option<LabelSelector>,
 
-    /// Reconcile only commits signed (SSH signatures, `gpg.format=ssh`) by a key of
+    /// Reconcile only commits signed (SSH or OpenPGP signatures) by a key of
     /// --trusted-keys; an unsigned or untrusted head commit is refused and the last good
     /// revision kept.
     #[arg(long, env = "SECRETSYNC_VERIFY_SIGNATURES", requires = "trusted_keys")]
     pub verify_signatures: bool,
 
-    /// The keys whose commit signatures are trusted, in authorized_keys format (e.g. a
-    /// mounted Secret).
+    /// The keys whose commit signatures are trusted (e.g. a mounted Secret): SSH keys in
+    /// authorized_keys format and OpenPGP keys as ASCII-armored public key blocks.
     #[arg(long, env = "SECRETSYNC_TRUSTED_KEYS", value_name = "FILE")]
     pub trusted_keys: Option<PathBuf>,
 
@@ -199,8 +199,7 @@ impl ReconcileArgs {
             .context("--verify-signatures needs --trusted-keys")?;
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the trusted keys {}", path.display()))?;
-        TrustedKeys::from_authorized_keys(&text)
-            .with_context(|| format!("the trusted keys {}", path.display()))
+        TrustedKeys::parse(&text).with_context(|| format!("the trusted keys {}", path.display()))
     }
 
     pub(super) fn options(&self, audit: Option<Arc<AuditLog>>, dry_run: bool) -> ReconcileOptions {

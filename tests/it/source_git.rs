@@ -587,7 +587,7 @@ fn only_commits_signed_by_a_trusted_key_are_accepted() {
     let keys = tempfile::tempdir().expect("tempdir");
     let (trusted_key, trusted_public) = signing_key(keys.path(), "platform-team");
     let (stranger_key, _) = signing_key(keys.path(), "stranger");
-    let trusted = TrustedKeys::from_authorized_keys(&trusted_public).expect("trusted keys");
+    let trusted = TrustedKeys::parse(&trusted_public).expect("trusted keys");
     let source = fixture
         .main_over(Transport::GitDaemon)
         .verifying_signatures(trusted);
@@ -626,5 +626,112 @@ fn only_commits_signed_by_a_trusted_key_are_accepted() {
     assert!(
         refused.to_string().contains("SHA256:"),
         "names the key: {refused}"
+    );
+}
+
+/// A throw-away OpenPGP key made by `gpg` in `dir`: a `gpg` wrapper that uses it, its
+/// fingerprint, and its ASCII-armored public key.
+fn openpgp_key(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String, String) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let home = dir.join(format!("{name}-gnupg"));
+    std::fs::create_dir_all(&home).expect("GNUPGHOME");
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let gpg = |args: &[&str]| {
+        let output = std::process::Command::new("gpg")
+            .env("GNUPGHOME", &home)
+            .args([
+                "--batch",
+                "--quiet",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+            ])
+            .args(args)
+            .output()
+            .expect("run gpg");
+        assert!(
+            output.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("utf-8")
+    };
+    let user = format!("{name} <{name}@secretsync.invalid>");
+    gpg(&["--quick-generate-key", &user, "ed25519", "sign", "never"]);
+    let listing = gpg(&["--with-colons", "--list-keys", &user]);
+    let fingerprint = listing
+        .lines()
+        .find_map(|line| line.strip_prefix("fpr:"))
+        .and_then(|rest| rest.split(':').find(|field| !field.is_empty()))
+        .expect("fingerprint")
+        .to_owned();
+    let public = gpg(&["--armor", "--export", &fingerprint]);
+    let wrapper = dir.join(format!("{name}-gpg"));
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nGNUPGHOME={} exec gpg \"$@\"\n", home.display()),
+    )
+    .expect("gpg wrapper");
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    (wrapper, fingerprint, public)
+}
+
+#[test]
+fn only_commits_signed_by_a_trusted_openpgp_key_are_accepted() {
+    let fixture = Fixture::new();
+    let keys = tempfile::tempdir().expect("tempdir");
+    let (trusted_gpg, trusted_fingerprint, trusted_public) =
+        openpgp_key(keys.path(), "platform-team");
+    let (stranger_gpg, stranger_fingerprint, _) = openpgp_key(keys.path(), "stranger");
+    // OpenPGP and SSH keys side by side in one file, as a mounted Secret would hold them.
+    let (_, ssh_public) = signing_key(keys.path(), "ssh-team");
+    let trusted = TrustedKeys::parse(&format!("# platform\n{trusted_public}\n{ssh_public}"))
+        .expect("trusted keys");
+    let source = fixture
+        .main_over(Transport::GitDaemon)
+        .verifying_signatures(trusted);
+
+    let signed = fixture
+        .repo
+        .write("a.yaml", manifest())
+        .commit_signed_openpgp(
+            "signed by the platform team",
+            &trusted_gpg,
+            &trusted_fingerprint,
+        );
+    let fetched = source
+        .fetch()
+        .expect("a trusted OpenPGP signature is accepted");
+    assert_eq!(fetched.revision.commit(), Some(signed.as_str()));
+
+    fixture
+        .repo
+        .write("b.yaml", manifest())
+        .commit_signed_openpgp(
+            "signed by someone else",
+            &stranger_gpg,
+            &stranger_fingerprint,
+        );
+    let refused = source
+        .fetch()
+        .expect_err("an untrusted OpenPGP signature is refused");
+    assert!(
+        matches!(
+            &refused,
+            GitError::Signature(SignatureError::Untrusted { fingerprint, .. })
+                if fingerprint.contains(&stranger_fingerprint)
+        ),
+        "names the key: {refused}"
+    );
+
+    let unsigned = fixture
+        .repo
+        .write("c.yaml", manifest())
+        .commit("not signed");
+    let refused = source.fetch().expect_err("an unsigned commit is refused");
+    assert!(
+        matches!(&refused, GitError::Signature(SignatureError::Unsigned { commit }) if *commit == unsigned),
+        "{refused}"
     );
 }

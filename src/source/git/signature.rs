@@ -1,25 +1,27 @@
-//! Commit signature verification (`--verify-signatures`): the head commit must carry an SSH
-//! signature (`git commit -S` with `gpg.format=ssh`, namespace `git`) by one of the trusted
-//! keys, given in `authorized_keys` format (typically a mounted Secret). An unsigned commit,
-//! one signed by another key, or a signature that does not verify is not reconciled: the
-//! last good revision stays. OpenPGP signatures are recognised and refused as not supported
-//! yet, rather than silently accepted.
+//! Commit signature verification (`--verify-signatures`): the head commit must carry a
+//! signature by one of the trusted keys — an SSH signature (`git commit -S` with
+//! `gpg.format=ssh`, namespace `git`) by a key given in `authorized_keys` format, or an
+//! OpenPGP signature (`git commit -S` with gpg) by a key given as an ASCII-armored public key
+//! block, both in the same file (typically a mounted Secret). An unsigned commit, one signed
+//! by another key, or a signature that does not verify is not reconciled: the last good
+//! revision stays.
 
 use git2::{Oid, Repository};
+use pgp::composed::{Deserializable as _, DetachedSignature, SignedPublicKey};
+use pgp::types::KeyDetails as _;
 use ssh_key::{PublicKey, SshSig};
 
 /// The namespace git signs commits in (`ssh-keygen -Y sign -n git`).
 const GIT_NAMESPACE: &str = "git";
+
+const PGP_KEY_BEGIN: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
+const PGP_KEY_END: &str = "-----END PGP PUBLIC KEY BLOCK-----";
 
 /// Why a commit was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
     #[error("commit {commit} is not signed; --verify-signatures accepts only signed commits")]
     Unsigned { commit: String },
-    #[error(
-        "commit {commit} carries an OpenPGP signature; only SSH signatures are verified so far"
-    )]
-    OpenPgpNotSupported { commit: String },
     #[error("commit {commit} is signed by {fingerprint}, which is not a trusted key")]
     Untrusted { commit: String, fingerprint: String },
     #[error("commit {commit} has a signature that does not verify: {reason}")]
@@ -31,7 +33,8 @@ pub enum SignatureError {
 /// Keys whose signatures are trusted.
 #[derive(Debug, Clone, Default)]
 pub struct TrustedKeys {
-    keys: Vec<PublicKey>,
+    ssh: Vec<PublicKey>,
+    openpgp: Vec<SignedPublicKey>,
 }
 
 /// A trusted-keys file that cannot be used.
@@ -44,25 +47,44 @@ pub enum TrustedKeysError {
 }
 
 impl TrustedKeys {
-    /// Reads keys in `authorized_keys` format: one `<type> <base64> [comment]` per line,
-    /// blank lines and `#` comments ignored.
-    pub fn from_authorized_keys(text: &str) -> Result<Self, TrustedKeysError> {
-        let mut keys = Vec::new();
-        for (index, line) in text.lines().enumerate() {
+    /// Reads SSH keys in `authorized_keys` format (one `<type> <base64> [comment]` per line)
+    /// and OpenPGP public keys as ASCII-armored blocks, in any order; blank lines and `#`
+    /// comments are ignored. An OpenPGP key whose self-signatures do not verify is refused.
+    pub fn parse(text: &str) -> Result<Self, TrustedKeysError> {
+        let mut keys = TrustedKeys::default();
+        let mut lines = text.lines().enumerate();
+        while let Some((index, line)) = lines.next() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let key = PublicKey::from_openssh(line).map_err(|e| TrustedKeysError::Malformed {
+            let malformed = |reason: String| TrustedKeysError::Malformed {
                 line: index + 1,
-                reason: e.to_string(),
-            })?;
-            keys.push(key);
+                reason,
+            };
+            if line == PGP_KEY_BEGIN {
+                let mut block = vec![line];
+                block.extend(
+                    lines
+                        .by_ref()
+                        .map(|(_, l)| l.trim())
+                        .take_while(|l| *l != PGP_KEY_END),
+                );
+                block.push(PGP_KEY_END);
+                let (key, _) = SignedPublicKey::from_string(&block.join("\n"))
+                    .map_err(|e| malformed(format!("OpenPGP public key: {e}")))?;
+                key.verify_bindings()
+                    .map_err(|e| malformed(format!("OpenPGP public key: {e}")))?;
+                keys.openpgp.push(key);
+                continue;
+            }
+            let key = PublicKey::from_openssh(line).map_err(|e| malformed(e.to_string()))?;
+            keys.ssh.push(key);
         }
-        if keys.is_empty() {
+        if keys.ssh.is_empty() && keys.openpgp.is_empty() {
             return Err(TrustedKeysError::Empty);
         }
-        Ok(TrustedKeys { keys })
+        Ok(keys)
     }
 
     /// Checks that `commit` carries a valid signature by a trusted key; returns the key's
@@ -83,12 +105,18 @@ impl TrustedKeys {
         };
         let armored = String::from_utf8_lossy(&signature);
         if armored.contains("BEGIN PGP SIGNATURE") {
-            return Err(SignatureError::OpenPgpNotSupported { commit: id });
+            self.verify_openpgp(&id, &armored, &signed)
+        } else {
+            self.verify_ssh(&id, &armored, &signed)
         }
-        self.verify(&id, &armored, &signed)
     }
 
-    fn verify(&self, commit: &str, armored: &str, signed: &[u8]) -> Result<String, SignatureError> {
+    fn verify_ssh(
+        &self,
+        commit: &str,
+        armored: &str,
+        signed: &[u8],
+    ) -> Result<String, SignatureError> {
         let signature: SshSig =
             armored
                 .trim()
@@ -101,7 +129,7 @@ impl TrustedKeys {
             .fingerprint(ssh_key::HashAlg::Sha256)
             .to_string();
         let trusted = self
-            .keys
+            .ssh
             .iter()
             .find(|key| key.key_data() == signature.public_key());
         let Some(trusted) = trusted else {
@@ -118,6 +146,64 @@ impl TrustedKeys {
             })?;
         Ok(fingerprint)
     }
+
+    /// An OpenPGP signature: made by the primary key or a subkey of a trusted key, found by
+    /// the issuer fingerprint (or key ID) the signature names.
+    fn verify_openpgp(
+        &self,
+        commit: &str,
+        armored: &str,
+        signed: &[u8],
+    ) -> Result<String, SignatureError> {
+        let invalid = |reason: String| SignatureError::Invalid {
+            commit: commit.to_owned(),
+            reason,
+        };
+        let (signature, _) =
+            DetachedSignature::from_string(armored.trim()).map_err(|e| invalid(e.to_string()))?;
+        let fingerprints: Vec<String> = signature
+            .signature
+            .issuer_fingerprint()
+            .iter()
+            .map(|f| format!("{f:X}"))
+            .collect();
+        let key_ids: Vec<String> = signature
+            .signature
+            .issuer_key_id()
+            .iter()
+            .map(hex::encode_upper)
+            .collect();
+        let names_signer = |fingerprint: String, key_id: String| {
+            fingerprints.contains(&fingerprint) || key_ids.contains(&key_id)
+        };
+        for key in &self.openpgp {
+            let primary = format!("{:X}", key.fingerprint());
+            if names_signer(primary.clone(), hex::encode_upper(key.legacy_key_id())) {
+                signature
+                    .verify(key, signed)
+                    .map_err(|e| invalid(e.to_string()))?;
+                return Ok(primary);
+            }
+            for subkey in &key.public_subkeys {
+                if names_signer(
+                    format!("{:X}", subkey.fingerprint()),
+                    hex::encode_upper(subkey.legacy_key_id()),
+                ) {
+                    signature
+                        .verify(subkey, signed)
+                        .map_err(|e| invalid(e.to_string()))?;
+                    return Ok(primary);
+                }
+            }
+        }
+        Err(SignatureError::Untrusted {
+            commit: commit.to_owned(),
+            fingerprint: fingerprints.first().or(key_ids.first()).map_or_else(
+                || "an unnamed OpenPGP key".to_owned(),
+                |f| format!("OpenPGP {f}"),
+            ),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -128,27 +214,26 @@ mod tests {
 
     #[test]
     fn reads_authorized_keys_lines_and_skips_comments() {
-        let keys = TrustedKeys::from_authorized_keys(&format!("# platform team\n\n{KEY}\n"))
-            .expect("valid");
-        assert_eq!(keys.keys.len(), 1);
+        let keys = TrustedKeys::parse(&format!("# platform team\n\n{KEY}\n")).expect("valid");
+        assert_eq!(keys.ssh.len(), 1);
     }
 
     #[test]
     fn refuses_a_malformed_line_with_its_number_and_an_empty_file() {
-        let error = TrustedKeys::from_authorized_keys(&format!("{KEY}\nssh-ed25519 !!!\n"))
-            .expect_err("malformed");
+        let error =
+            TrustedKeys::parse(&format!("{KEY}\nssh-ed25519 !!!\n")).expect_err("malformed");
         assert!(error.to_string().contains("line 2"), "{error}");
         assert!(matches!(
-            TrustedKeys::from_authorized_keys("# nothing\n"),
+            TrustedKeys::parse("# nothing\n"),
             Err(TrustedKeysError::Empty)
         ));
     }
 
     #[test]
     fn a_signature_that_is_not_sshsig_is_invalid() {
-        let keys = TrustedKeys::from_authorized_keys(KEY).expect("valid");
+        let keys = TrustedKeys::parse(KEY).expect("valid");
         let error = keys
-            .verify(
+            .verify_ssh(
                 "abc",
                 "-----BEGIN SSH SIGNATURE-----\nnot base64\n-----END SSH SIGNATURE-----",
                 b"x",

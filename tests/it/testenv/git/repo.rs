@@ -85,6 +85,26 @@ impl Repo {
         )
     }
 
+    /// Like `commit`, signed with OpenPGP by `key` (a fingerprint) through `gpg_program`
+    /// (a `gpg` that knows the key, e.g. a wrapper setting `GNUPGHOME`).
+    pub fn commit_signed_openpgp(&self, message: &str, gpg_program: &Path, key: &str) -> String {
+        let program = format!("gpg.program={}", gpg_program.display());
+        let signing_key = format!("user.signingKey={key}");
+        self.commit_with(
+            &[
+                "-c",
+                "gpg.format=openpgp",
+                "-c",
+                &program,
+                "-c",
+                &signing_key,
+                "commit",
+                "--gpg-sign",
+            ],
+            message,
+        )
+    }
+
     /// `git [config...] commit [options...]`: `prefix` ends with `commit` and its options,
     /// or is empty for a plain commit.
     fn commit_with(&self, prefix: &[&str], message: &str) -> String {
