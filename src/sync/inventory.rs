@@ -2,14 +2,19 @@
 //! Secrets secretsync manages there (whole, to compare with the desired copies) and, only
 //! when some wanted name is not among them, the names of all the others (metadata only: a
 //! foreign Secret's data is never read). A no-op reconcile of a thousand copies in a
-//! namespace costs one request, not a thousand.
+//! namespace costs one request, not a thousand. A handful of copies (a scoped reconcile) are
+//! read one by one instead: listing thousands to compare one would cost more.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 
-use super::desired::{MANAGED_BY, MANAGED_BY_LABEL};
+use super::desired::{MANAGED_BY, MANAGED_BY_LABEL, is_managed};
+
+/// From this many wanted Secrets in a namespace on, the namespace is listed rather than each
+/// Secret read.
+const LIST_FROM: usize = 16;
 
 /// What a leaf namespace holds under one name.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +53,10 @@ impl LeafNamespace {
         wanted: impl IntoIterator<Item = &'n str>,
     ) -> Result<Self, kube::Error> {
         let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        let wanted: Vec<&str> = wanted.into_iter().collect();
+        if wanted.len() < LIST_FROM {
+            return LeafNamespace::get_each(&secrets, &wanted).await;
+        }
         let ours = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
         let managed: BTreeMap<String, Secret> = secrets
             .list(&ours)
@@ -58,7 +67,7 @@ impl LeafNamespace {
             .collect();
         // After the first reconcile every wanted copy is managed: no second LIST.
         let mut foreign = BTreeSet::new();
-        if wanted.into_iter().any(|name| !managed.contains_key(name)) {
+        if wanted.iter().any(|name| !managed.contains_key(*name)) {
             foreign = secrets
                 .list_metadata(&ListParams::default())
                 .await?
@@ -69,6 +78,24 @@ impl LeafNamespace {
                 .collect();
         }
         Ok(LeafNamespace { managed, foreign })
+    }
+
+    /// A few names (a change to one SecretSync or one cluster): read one by one, which is
+    /// cheaper than listing a namespace that may hold thousands of copies.
+    async fn get_each(secrets: &Api<Secret>, wanted: &[&str]) -> Result<Self, kube::Error> {
+        let mut found = LeafNamespace::default();
+        for &name in wanted {
+            match secrets.get_opt(name).await? {
+                Some(secret) if is_managed(&secret) => {
+                    found.managed.insert(name.to_owned(), secret);
+                }
+                Some(_) => {
+                    found.foreign.insert(name.to_owned());
+                }
+                None => {}
+            }
+        }
+        Ok(found)
     }
 
     /// What the namespace held under `name` when it was listed.

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 
 use super::desired::{
-    DELETION_POLICY_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, MANIFEST_ANNOTATION,
+    DELETION_POLICY_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, MANIFEST_ANNOTATION, OWNER_LABEL,
     SOURCE_ANNOTATION,
 };
 use super::plan::{Action, PlanItem, SkipReason};
@@ -140,14 +140,23 @@ fn unwanted(
     !wanted && !orphan
 }
 
-/// Every copy secretsync owns on one leaf cluster.
+/// Every copy secretsync owns on one leaf cluster; with `owners` (owner label values), only
+/// the copies of those SecretSyncs.
 pub async fn list_owned(
     client: &kube::Client,
     cluster_namespace: &str,
     cluster: &str,
+    owners: Option<&[String]>,
 ) -> Result<Vec<OwnedCopy>, kube::Error> {
     let secrets: Api<Secret> = Api::all(client.clone());
-    let params = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+    let selector = match owners {
+        Some(owners) if !owners.is_empty() => format!(
+            "{MANAGED_BY_LABEL}={MANAGED_BY},{OWNER_LABEL} in ({})",
+            owners.join(",")
+        ),
+        _ => format!("{MANAGED_BY_LABEL}={MANAGED_BY}"),
+    };
+    let params = ListParams::default().labels(&selector);
     let list = secrets.list_metadata(&params).await?;
     Ok(list
         .items

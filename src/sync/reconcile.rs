@@ -9,7 +9,7 @@ use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Secret;
 
 use super::apply::{ApplyRequest, Outcome, apply_all};
-use super::desired::{MANIFEST_ANNOTATION, SOURCE_VERSION_ANNOTATION, annotation};
+use super::desired::{MANIFEST_ANNOTATION, SOURCE_VERSION_ANNOTATION, annotation, owner_label};
 use super::plan::{Action, ClusterTarget, PlanItem, plan};
 use super::prune;
 use super::sources::{SecretKey, SourceCache};
@@ -119,7 +119,14 @@ impl Scope {
 struct PruneRules<'a> {
     judged: &'a dyn Fn(&prune::OwnedCopy) -> bool,
     allow_empty: bool,
+    /// Owner label values of the SecretSyncs a scoped reconcile covers: only their copies
+    /// are listed. `None` lists every copy (a full reconcile judges them all).
+    owners: Option<Vec<String>>,
 }
+
+/// Up to this many SecretSyncs, a scoped reconcile lists only their copies (by owner
+/// label) for prune; beyond, a label selector would grow too long and all are listed.
+const OWNERS_SELECTED_UP_TO: usize = 50;
 
 pub struct Reconciler {
     mgmt: kube::Client,
@@ -232,9 +239,12 @@ impl Reconciler {
                 .is_some_and(|owner| scope.covers(owner) && !foreign.contains(owner))
                 && self.options.prunes(copy)
         };
+        let owners = (scope.syncs.is_some() && set.syncs.len() <= OWNERS_SELECTED_UP_TO)
+            .then(|| set.syncs.iter().map(owner_label).collect());
         let rules = PruneRules {
             judged: &judged,
             allow_empty,
+            owners,
         };
         self.prune(&leaves, &items, set, &rules, &mut report, &mut audit)
             .await;
@@ -292,7 +302,9 @@ impl Reconciler {
     ) {
         let mut owned = Vec::new();
         for (key, leaf) in leaves {
-            match prune::list_owned(leaf.client(), &key.namespace, key.name.as_str()).await {
+            let owners = rules.owners.as_deref();
+            match prune::list_owned(leaf.client(), &key.namespace, key.name.as_str(), owners).await
+            {
                 // Outside the scope or the shard, a copy is not this reconcile's to judge.
                 Ok(copies) => owned.extend(copies.into_iter().filter(|copy| (rules.judged)(copy))),
                 // Without the full inventory of a leaf, nothing is pruned there this time.

@@ -735,3 +735,129 @@ fn only_commits_signed_by_a_trusted_openpgp_key_are_accepted() {
         "{refused}"
     );
 }
+
+/// A repository of 100,000 files (a monorepo pointed at by mistake, or on purpose): the
+/// commit is fetched and its tree read in one pass, the 10 SecretSyncs among the files found,
+/// nothing else kept. The time and memory it took are printed for docs/RELIABILITY.md.
+#[test]
+fn a_repository_of_a_hundred_thousand_files_is_read() {
+    use std::fmt::Write as _;
+    use std::io::Write as _;
+    const FILES: usize = 100_000;
+    let fixture = Fixture::new();
+    // `git fast-import` writes the commit in a second; `git add` of 100k files takes minutes.
+    let mut stream = String::from(
+        "commit refs/heads/main\ncommitter test <test@secretsync.invalid> 1700000000 +0000\ndata 15\n100k files here\n",
+    );
+    let manifest = manifest();
+    for n in 0..FILES {
+        let (path, content) = if n % (FILES / 10) == 0 {
+            let sync = manifest.replace(
+                "name: registry-credentials\n  namespace",
+                &format!("name: registry-{n}\n  namespace"),
+            );
+            (format!("clusters/sync-{n}.yaml"), sync)
+        } else {
+            let data = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{n}\n");
+            (format!("apps/team-{}/cm-{n}.yaml", n % 100), data)
+        };
+        let _ = write!(
+            stream,
+            "M 644 inline {path}\ndata {}\n{content}\n",
+            content.len()
+        );
+    }
+    let mut import = std::process::Command::new("git")
+        .args(["fast-import", "--quiet", "--force"])
+        .current_dir(fixture.repo.work_dir())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("git fast-import");
+    import
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stream.as_bytes())
+        .expect("feed fast-import");
+    assert!(import.wait().expect("fast-import").success());
+    fixture
+        .repo
+        .git(&["push", "--quiet", "--force", "origin", "main"]);
+
+    let source = fixture.main_over(Transport::File);
+    let started = std::time::Instant::now();
+    let fetched = source.fetch().expect("fetch");
+    let snapshot = source
+        .snapshot(&fetched, &Selection::default())
+        .expect("snapshot");
+    let read = started.elapsed();
+    assert_eq!(snapshot.files.len(), FILES);
+    let set = secretsync::manifest::Parser::new("default").parse(&snapshot);
+    assert_eq!(set.syncs.len(), 10, "{:?}", set.diagnostics.first());
+    assert!(set.diagnostics.is_empty(), "{:?}", set.diagnostics.first());
+    eprintln!(
+        "100k files: fetched and read in {read:?}, parsed in {:?} more (debug build)",
+        started.elapsed().saturating_sub(read)
+    );
+}
+
+/// A crafted tree (git itself refuses to write one, `git fsck` flags it) with entries named
+/// `..` and `.`: the walk skips them, and the ordinary file beside them is read.
+#[test]
+fn tree_entries_named_dot_dot_are_skipped() {
+    let fixture = Fixture::new();
+    fixture
+        .repo
+        .write("clusters/ok.yaml", manifest())
+        .commit("one ordinary file");
+    let git = |args: &[&str], input: &str| {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new("git")
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "crafter")
+            .env("GIT_AUTHOR_EMAIL", "crafter@secretsync.invalid")
+            .env("GIT_COMMITTER_NAME", "crafter")
+            .env("GIT_COMMITTER_EMAIL", "crafter@secretsync.invalid")
+            .current_dir(fixture.repo.work_dir())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("git");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+        let output = child.wait_with_output().expect("git output");
+        assert!(output.status.success(), "git {args:?}");
+        String::from_utf8(output.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_owned()
+    };
+    let blob = git(&["hash-object", "-w", "--stdin"], &manifest());
+    let inner = git(&["mktree"], &format!("100644 blob {blob}\tescaped.yaml\n"));
+    let clusters = fixture.repo.git(&["rev-parse", "HEAD:clusters"]);
+    let root = git(
+        &["mktree"],
+        &format!(
+            "040000 tree {inner}\t..\n040000 tree {inner}\t.\n040000 tree {clusters}\tclusters\n"
+        ),
+    );
+    let commit = git(&["commit-tree", &root, "-p", "HEAD", "-m", "crafted"], "");
+    fixture.repo.git(&[
+        "push",
+        "--quiet",
+        "origin",
+        &format!("{commit}:refs/heads/main"),
+    ]);
+
+    let source = fixture.main_over(Transport::File);
+    let fetched = source.fetch().expect("fetch the crafted commit");
+    assert_eq!(fetched.revision.commit(), Some(commit.as_str()));
+    let snapshot = source
+        .snapshot(&fetched, &Selection::default())
+        .expect("snapshot");
+    assert_eq!(paths(&snapshot), ["clusters/ok.yaml"]);
+}

@@ -8,11 +8,11 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, DynamicObject, ObjectMeta, Patch, PatchParams};
 use secretsync::cluster::ClientCache;
-use secretsync::manifest::{ManifestSet, Parser};
+use secretsync::manifest::{ManifestSet, Parser, SecretSyncKey};
 use secretsync::source::Selection;
 use secretsync::source::git::{GitAuth, GitReference, GitSource, RemoteUrl};
 use secretsync::status::SyncStatus;
-use secretsync::sync::{ReconcileOptions, ReconcileReport, Reconciler};
+use secretsync::sync::{ReconcileOptions, ReconcileReport, Reconciler, Scope};
 use serde_json::json;
 
 use crate::testenv::fleet::set_cluster_conditions;
@@ -889,26 +889,9 @@ async fn a_no_op_reconcile_sends_no_write_request() {
     let clusters = std::iter::once(&env.mgmt).chain(&env.leaves);
     let before: Vec<u64> =
         futures::future::join_all(clusters.clone().map(|c| c.write_requests(&resources))).await;
-    let leaf_gets = |leaf: &'static str| {
-        let leaf = env.leaf(leaf);
-        async move { leaf.requests(&["GET"], &["secrets"]).await }
-    };
-    let gets_before = (
-        leaf_gets("leaf-cluster-1").await,
-        leaf_gets("leaf-cluster-2").await,
-    );
     let (_, report) = world.reconcile().await;
     let after: Vec<u64> =
         futures::future::join_all(clusters.map(|c| c.write_requests(&resources))).await;
-    // What is on a leaf is listed per target namespace, never read Secret by Secret.
-    let gets_after = (
-        leaf_gets("leaf-cluster-1").await,
-        leaf_gets("leaf-cluster-2").await,
-    );
-    assert_eq!(
-        gets_after, gets_before,
-        "GET requests for Secrets (leaf-1, leaf-2) during a no-op reconcile"
-    );
     assert_eq!(
         (report.applied, report.pruned, report.status_writes),
         (0, 0, 0)
@@ -1038,9 +1021,14 @@ async fn many_sources_in_a_namespace_are_listed_and_a_rotated_one_is_read_again(
     let (_, first) = world.reconcile().await;
     assert_eq!(first.applied, count);
 
-    // Nothing changed: the sources are listed (metadata), none is read whole.
+    // Nothing changed: the sources are listed (metadata), none is read whole; the copies on
+    // the leaf are listed with their namespace, none is read one by one.
     let secret_gets = async || env.mgmt.requests(&["GET"], &["secrets"]).await;
-    let before = secret_gets().await;
+    let leaf_gets = async || {
+        let leaf = env.leaf("leaf-cluster-2");
+        leaf.requests(&["GET"], &["secrets"]).await
+    };
+    let (before, leaf_before) = (secret_gets().await, leaf_gets().await);
     let (_, noop) = world.reconcile().await;
     assert_eq!(noop.applied, 0);
     // The kubeconfig Secrets of the two leaves are read each time; no source Secret is.
@@ -1048,6 +1036,11 @@ async fn many_sources_in_a_namespace_are_listed_and_a_rotated_one_is_read_again(
         secret_gets().await - before,
         2,
         "GETs of Secrets in a no-op"
+    );
+    assert_eq!(
+        leaf_gets().await,
+        leaf_before,
+        "GETs of leaf copies in a no-op"
     );
 
     // One source rotated: its new data reaches the leaf, the others are untouched.
@@ -1060,12 +1053,22 @@ async fn many_sources_in_a_namespace_are_listed_and_a_rotated_one_is_read_again(
         .expect("copy of source-7");
     assert_eq!(copy.data.expect("data")["token"].0, b"many-token-7-b");
 
-    // One source deleted: its copy is pruned, as when it is read one by one.
+    // One source deleted: its copy is pruned. The reconcile is scoped to its SecretSync, as
+    // the agent's Secret watch scopes it: only that SecretSync's copies are listed for prune.
     Api::<Secret>::namespaced(env.mgmt.client().await, &world.namespace)
         .delete("source-3", &kube::api::DeleteParams::default())
         .await
         .expect("delete source-3");
-    let (_, deleted) = world.reconcile_with_problems().await;
+    let set = world.parse_head();
+    let scope = Scope {
+        syncs: Some(std::collections::BTreeSet::from([SecretSyncKey {
+            namespace: world.namespace.clone(),
+            name: "sync-3".to_owned(),
+        }])),
+        ..Scope::default()
+    };
+    let deleted = world.reconciler.reconcile_scoped(&set, &scope).await;
+    assert!(deleted.problems.is_empty(), "{:?}", deleted.problems);
     assert_eq!(deleted.pruned, 1, "{:?}", deleted.prunes);
     assert!(
         world

@@ -50,11 +50,26 @@ pub(super) fn read_files(
     Ok(files)
 }
 
+/// A name a tree entry may have: not empty, `.` or `..`, and no `/` or NUL in it.
+fn is_plain_name(name: &str) -> bool {
+    !matches!(name, "" | "." | "..") && !name.contains(['/', '\0'])
+}
+
 impl Walk<'_> {
     fn tree(&mut self, tree: &Tree<'_>, prefix: &str) -> Result<(), git2::Error> {
         for entry in tree {
             // A name that is not UTF-8 cannot be a configured path; skip it.
             let Ok(name) = entry.name() else { continue };
+            // git itself never writes these (and `git fsck` refuses them), but a crafted tree
+            // can hold them: a path must not climb out of, or hide in, the repository.
+            if !is_plain_name(name) {
+                tracing::warn!(
+                    prefix,
+                    name = name.escape_debug().to_string(),
+                    "tree entry with a name git would refuse: skipped"
+                );
+                continue;
+            }
             let path = if prefix.is_empty() {
                 name.to_owned()
             } else {

@@ -60,6 +60,11 @@ impl Repo {
     }
 
     /// Runs another `git` command in the work tree (tags, branches, resets); returns stdout.
+    /// The work tree (a clone whose `origin` is the served repository).
+    pub fn work_dir(&self) -> &Path {
+        &self.work
+    }
+
     pub fn git(&self, args: &[&str]) -> String {
         git(&self.work, args).output()
     }
