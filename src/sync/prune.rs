@@ -74,29 +74,46 @@ impl OwnedCopy {
     }
 }
 
-/// The owned copies to delete, given this reconcile's plan.
-pub fn to_prune<'a>(
-    owned: &'a [OwnedCopy],
-    items: &[PlanItem],
-    set: &ManifestSet,
+/// Judges the owned copies of one leaf after another against one reconcile's plan (indexed
+/// once): only the copies to delete are kept, so a fleet's inventory is never all in memory.
+pub struct PruneJudge<'a> {
+    planned: BTreeMap<(&'a SecretSyncKey, &'a str), &'a Action>,
+    syncs: BTreeMap<&'a SecretSyncKey, &'a crate::manifest::SecretSync>,
+    set: &'a ManifestSet,
     allow_empty: bool,
-) -> Result<Vec<&'a OwnedCopy>, PruneRefused> {
-    let clean_empty = set.syncs.is_empty() && set.invalid.is_empty() && set.broken_files.is_empty();
-    if clean_empty && !owned.is_empty() && !allow_empty {
-        return Err(PruneRefused::EmptyRevision {
-            revision: set.revision.to_string(),
-            copies: owned.len(),
-        });
+}
+
+impl<'a> PruneJudge<'a> {
+    #[must_use]
+    pub fn new(items: &'a [PlanItem], set: &'a ManifestSet, allow_empty: bool) -> Self {
+        PruneJudge {
+            planned: items
+                .iter()
+                .map(|item| ((&item.sync, item.cluster.as_str()), &item.action))
+                .collect(),
+            syncs: set.syncs.iter().map(|s| (&s.key, s)).collect(),
+            set,
+            allow_empty,
+        }
     }
-    let planned: BTreeMap<(&SecretSyncKey, &str), &Action> = items
-        .iter()
-        .map(|item| ((&item.sync, item.cluster.as_str()), &item.action))
-        .collect();
-    let syncs: BTreeMap<&SecretSyncKey, _> = set.syncs.iter().map(|s| (&s.key, s)).collect();
-    Ok(owned
-        .iter()
-        .filter(|copy| unwanted(copy, &planned, &syncs, set))
-        .collect())
+
+    /// The copies of `owned` (one leaf's) to delete. Refused as a whole when the revision
+    /// holds no SecretSync at all while copies exist, unless empty revisions may prune.
+    pub fn to_prune(&self, owned: Vec<OwnedCopy>) -> Result<Vec<OwnedCopy>, PruneRefused> {
+        let set = self.set;
+        let clean_empty =
+            set.syncs.is_empty() && set.invalid.is_empty() && set.broken_files.is_empty();
+        if clean_empty && !owned.is_empty() && !self.allow_empty {
+            return Err(PruneRefused::EmptyRevision {
+                revision: set.revision.to_string(),
+                copies: owned.len(),
+            });
+        }
+        Ok(owned
+            .into_iter()
+            .filter(|copy| unwanted(copy, &self.planned, &self.syncs, set))
+            .collect())
+    }
 }
 
 fn unwanted(

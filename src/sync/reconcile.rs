@@ -300,28 +300,31 @@ impl Reconciler {
         report: &mut ReconcileReport,
         audit: &mut Vec<AuditRecord>,
     ) {
-        let mut owned = Vec::new();
+        let judge = prune::PruneJudge::new(items, set, rules.allow_empty);
+        let mut doomed = Vec::new();
         for (key, leaf) in leaves {
             let owners = rules.owners.as_deref();
             match prune::list_owned(leaf.client(), &key.namespace, key.name.as_str(), owners).await
             {
-                // Outside the scope or the shard, a copy is not this reconcile's to judge.
-                Ok(copies) => owned.extend(copies.into_iter().filter(|copy| (rules.judged)(copy))),
+                Ok(copies) => {
+                    // Outside the scope or the shard, a copy is not this reconcile's to judge.
+                    let judged = copies.into_iter().filter(|copy| (rules.judged)(copy));
+                    match judge.to_prune(judged.collect()) {
+                        Ok(found) => doomed.extend(found),
+                        Err(refused) => {
+                            tracing::warn!(%refused, "prune refused");
+                            report.problems.push(refused.to_string());
+                            return;
+                        }
+                    }
+                }
                 // Without the full inventory of a leaf, nothing is pruned there this time.
                 Err(error) => report
                     .problems
                     .push(format!("listing secretsync's Secrets on {key}: {error}")),
             }
         }
-        let doomed = match prune::to_prune(&owned, items, set, rules.allow_empty) {
-            Ok(doomed) => doomed,
-            Err(refused) => {
-                tracing::warn!(%refused, "prune refused");
-                report.problems.push(refused.to_string());
-                return;
-            }
-        };
-        for copy in doomed {
+        for copy in &doomed {
             let key = ClusterKey {
                 namespace: copy.cluster_namespace.clone(),
                 name: ClusterName::new(copy.cluster.clone()),
