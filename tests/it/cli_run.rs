@@ -21,19 +21,27 @@ async fn arrange_clusters(env: &TestEnv) {
     scenario::arrange_clusters(env, "default", &["leaf-cluster-1"]).await;
 }
 
-/// Runs `secretsync run --once` against `source` with the management cluster's kubeconfig.
+/// Runs `secretsync run --once` against `source` with the management cluster's kubeconfig,
+/// logging everything (`trace`, every crate): the output is checked for leaks.
 fn run_once(env: &TestEnv, source: &str, work: &Path) -> Output {
     let audit = work.join("audit.jsonl");
-    secretsync(
+    let data = work.join("data");
+    scenario::secretsync_logging(
         env,
         &[
             "run",
             "--once",
             "--audit-log",
             audit.to_str().expect("utf-8"),
+            "--namespaces",
+            "default",
+            "--source",
+            source,
+            "--data-dir",
+            data.to_str().expect("utf-8"),
         ],
-        source,
         work,
+        "trace",
     )
 }
 
@@ -156,14 +164,31 @@ async fn the_documented_scenario_end_to_end() {
         (&json!(revision), &json!(leaf_version))
     );
 
-    // The secret value appears nowhere: not in output, logs (debug level), status or audit.
+    // The secret value appears nowhere: not in output, logs (trace level, every crate),
+    // status, audit or Events.
     let encoded = base64_of(SECRET_VALUE);
     let status_text = serde_json::to_string(&status_map).expect("json");
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(env.mgmt.client().await, "default");
+    let events_text = serde_json::to_string(
+        &events
+            .list(&kube::api::ListParams::default())
+            .await
+            .expect("list Events")
+            .items,
+    )
+    .expect("json");
+    assert!(
+        events_text.contains("my-namespace/my-dev-secret"),
+        "no Event"
+    );
+    assert!(stderr.lines().count() > 100, "trace logging is on");
     for (what, text) in [
         ("stdout", &*stdout),
         ("logs", &*stderr),
         ("audit", &*audit_text),
         ("status", &*status_text),
+        ("events", &*events_text),
     ] {
         assert!(
             !text.contains(SECRET_VALUE) && !text.contains(&encoded),

@@ -41,14 +41,23 @@ pub fn secretsync(env: &TestEnv, args: &[&str], work: &Path) -> Output {
     secretsync_with(&env.mgmt.admin_kubeconfig(), args, work)
 }
 
+/// Like `secretsync`, with logs at `log` (a `SECRETSYNC_LOG` filter, e.g. `trace`).
+pub fn secretsync_logging(env: &TestEnv, args: &[&str], work: &Path, log: &str) -> Output {
+    run(&env.mgmt.admin_kubeconfig(), args, work, log)
+}
+
 /// Like `secretsync`, with the management-cluster credentials of `kubeconfig`.
 pub fn secretsync_with(kubeconfig_yaml: &str, args: &[&str], work: &Path) -> Output {
+    run(kubeconfig_yaml, args, work, "debug")
+}
+
+fn run(kubeconfig_yaml: &str, args: &[&str], work: &Path, log: &str) -> Output {
     let kubeconfig = work.join("mgmt.kubeconfig");
     std::fs::write(&kubeconfig, kubeconfig_yaml).expect("kubeconfig");
     Command::new(env!("CARGO_BIN_EXE_secretsync"))
         .args(args)
         .env("KUBECONFIG", &kubeconfig)
-        .env("SECRETSYNC_LOG", "debug")
+        .env("SECRETSYNC_LOG", log)
         .env_remove("SECRETSYNC_NAMESPACES")
         .env_remove("SECRETSYNC_SOURCE")
         .output()
