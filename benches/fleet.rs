@@ -28,6 +28,7 @@ use secretsync::testenv::fleet::{
     ensure_namespace, gitops_cluster_resource, set_cluster_conditions,
 };
 use secretsync::testenv::kube::KubeCluster;
+use secretsync::testenv::procfs::{Proc, reset_peak_rss};
 use serde_json::json;
 
 const DEFAULT_SCALES: &str = "10x2,100x2,10x10,100x10";
@@ -183,51 +184,6 @@ async fn served(env: &TestEnv) -> (u64, u64) {
     total
 }
 
-/// CPU seconds (user + system) of this process so far, from /proc/self/stat.
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("read /proc/self/stat");
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .expect("stat format")
-        .1
-        .split_whitespace()
-        .collect();
-    // utime and stime are fields 14 and 15 (1-based, counting pid and comm): 11 and 12 here.
-    let ticks: u64 =
-        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    Duration::from_millis(ticks * 1000 / clock_ticks())
-}
-
-fn clock_ticks() -> u64 {
-    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        std::process::Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|out| String::from_utf8(out.stdout).ok())
-            .and_then(|text| text.trim().parse().ok())
-            .unwrap_or(100)
-    })
-}
-
-/// Peak RSS since the last `reset_peak_rss`, from VmHWM.
-fn peak_rss_mib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM");
-    kib / 1024
-}
-
-/// Resets VmHWM to the current RSS (Linux ≥ 4.0), so that each scenario has its own peak.
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
 /// Runs `work` and measures it.
 async fn measure<F>(env: &TestEnv, work: F) -> Figures
 where
@@ -235,12 +191,12 @@ where
 {
     let before = served(env).await;
     reset_peak_rss();
-    let cpu = cpu_time();
+    let cpu = Proc::Current.cpu_time();
     let started = Instant::now();
     let applied = work.await;
     let wall = started.elapsed();
-    let cpu = cpu_time().saturating_sub(cpu);
-    let peak_rss_mib = peak_rss_mib();
+    let cpu = Proc::Current.cpu_time().saturating_sub(cpu);
+    let peak_rss_mib = Proc::Current.memory_kib().1 / 1024;
     let after = served(env).await;
     Figures {
         wall,

@@ -14,6 +14,7 @@ pub mod fleet;
 pub mod kube;
 pub mod pki;
 pub mod process;
+pub mod procfs;
 pub mod scenario;
 
 use std::path::{Path, PathBuf};

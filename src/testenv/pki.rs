@@ -60,35 +60,16 @@ impl Pki {
     /// A client certificate; Kubernetes reads the user from CN and the group from O.
     #[must_use]
     pub fn client(&self, user: &str, group: Option<&str>) -> CertPair {
-        let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, user);
-        if let Some(group) = group {
-            params
-                .distinguished_name
-                .push(DnType::OrganizationName, group);
-        }
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        self.sign(&params)
+        self.sign(&client_params(user, group))
     }
 
     /// A client certificate that expired on 2021-01-01: what a leaf's kubeconfig holds when
     /// nobody rotated it in time.
     #[must_use]
     pub fn expired_client(&self, user: &str, group: Option<&str>) -> CertPair {
-        let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, user);
-        if let Some(group) = group {
-            params
-                .distinguished_name
-                .push(DnType::OrganizationName, group);
-        }
+        let mut params = client_params(user, group);
         params.not_before = rcgen::date_time_ymd(2020, 1, 1);
         params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.sign(&params)
     }
 
@@ -102,6 +83,22 @@ impl Pki {
             key_pem: key.serialize_pem(),
         }
     }
+}
+
+fn client_params(user: &str, group: Option<&str>) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, user);
+    if let Some(group) = group {
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, group);
+    }
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params
 }
 
 /// A fresh key pair as (private PKCS#8 PEM, public PEM), e.g. for service-account tokens.

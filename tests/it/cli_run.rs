@@ -25,28 +25,22 @@ async fn arrange_clusters(env: &TestEnv) {
 /// logging everything (`trace`, every crate): the output is checked for leaks.
 fn run_once(env: &TestEnv, source: &str, work: &Path) -> Output {
     let audit = work.join("audit.jsonl");
-    let data = work.join("data");
-    scenario::secretsync_logging(
-        env,
-        &[
-            "run",
-            "--once",
-            "--audit-log",
-            audit.to_str().expect("utf-8"),
-            "--namespaces",
-            "default",
-            "--source",
-            source,
-            "--data-dir",
-            data.to_str().expect("utf-8"),
-        ],
-        work,
-        "trace",
-    )
+    let command = [
+        "run",
+        "--once",
+        "--audit-log",
+        audit.to_str().expect("utf-8"),
+    ];
+    secretsync_at(env, &command, source, work, "trace")
 }
 
 /// Runs a secretsync command (`run --once`, `plan`) against `source`.
 fn secretsync(env: &TestEnv, command: &[&str], source: &str, work: &Path) -> Output {
+    secretsync_at(env, command, source, work, "debug")
+}
+
+/// `secretsync` logging at `log`.
+fn secretsync_at(env: &TestEnv, command: &[&str], source: &str, work: &Path, log: &str) -> Output {
     let data = work.join("data");
     let mut args = command.to_vec();
     args.extend([
@@ -57,7 +51,7 @@ fn secretsync(env: &TestEnv, command: &[&str], source: &str, work: &Path) -> Out
         "--data-dir",
         data.to_str().expect("utf-8"),
     ]);
-    scenario::secretsync(env, &args, work)
+    scenario::secretsync_logging(env, &args, work, log)
 }
 
 /// `plan` says what `run --once` would do and writes nothing.

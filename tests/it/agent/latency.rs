@@ -19,6 +19,7 @@ use super::process::AgentProcess;
 use crate::testenv::TestEnv;
 use crate::testenv::git::{GitServers, Transport};
 use crate::webhook::{http_client, request};
+use secretsync::testenv::procfs::Proc;
 
 const ROUNDS: usize = 40;
 const SECRET: &str = "latency-webhook-secret-3e9a";
@@ -102,10 +103,11 @@ async fn latency() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let cpu_before = cpu_ticks(idle_agent.pid());
+    let agent = Proc::Pid(idle_agent.pid());
+    let cpu_before = agent.cpu_time();
     tokio::time::sleep(IDLE).await;
-    let cpu = cpu_ticks(idle_agent.pid()) - cpu_before;
-    let (rss, peak) = memory_kib(idle_agent.pid());
+    let cpu = agent.cpu_time().saturating_sub(cpu_before);
+    let (rss, peak) = agent.memory_kib();
 
     println!("\nagent latency, {ROUNDS} rounds (release build)");
     println!("webhook -> copy on both leaves: {}", summary(&mut webhook));
@@ -113,10 +115,9 @@ async fn latency() {
         "GitopsCluster starts matching -> copy on it: {}",
         summary(&mut new_cluster)
     );
-    #[allow(clippy::cast_precision_loss)] // ticks over minutes: far below 2^52
-    let share = cpu as f64 / clock_ticks() as f64 / IDLE.as_secs_f64() * 100.0;
+    let share = cpu.as_secs_f64() / IDLE.as_secs_f64() * 100.0;
     println!(
-        "idle over {IDLE:?}: CPU {share:.2} % of one core ({cpu} ticks), RSS {} MiB (peak {} MiB)",
+        "idle over {IDLE:?}: CPU {share:.2} % of one core ({cpu:?}), RSS {} MiB (peak {} MiB)",
         rss / 1024,
         peak / 1024
     );
@@ -161,39 +162,4 @@ fn summary(samples: &mut [Duration]) -> String {
         at(1.0),
         samples.len()
     )
-}
-
-/// User + system CPU ticks of process `pid` so far (/proc/PID/stat fields 14 and 15).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .expect("stat format")
-        .1
-        .split_whitespace()
-        .collect();
-    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
-}
-
-fn clock_ticks() -> u64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .and_then(|text| text.trim().parse().ok())
-        .unwrap_or(100)
-}
-
-/// (VmRSS, VmHWM) of process `pid`, in KiB.
-fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
