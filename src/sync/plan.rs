@@ -2,7 +2,9 @@
 //! why a pair is skipped (cluster not ready, source Secret missing, suspended, or two
 //! SecretSyncs wanting the same leaf Secret). No I/O: everything comes in as data.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
 use serde::Serialize;
@@ -32,8 +34,9 @@ pub struct PlanItem {
 /// `Debug` names the leaf Secret, never its data.
 #[derive(Clone, PartialEq)]
 pub enum Action {
-    /// Make the leaf hold this Secret.
-    Apply(Box<Secret>),
+    /// Make the leaf hold this Secret. The same copy goes to every cluster a SecretSync
+    /// selects, so it is built once and shared: a fleet's plan holds one per SecretSync.
+    Apply(Arc<Secret>),
     /// Leave the leaf alone this time.
     Skip(SkipReason),
 }
@@ -87,16 +90,17 @@ pub fn plan(
     let mut items: Vec<PlanItem> = syncs
         .iter()
         .flat_map(|sync| {
+            let desired = OnceCell::new();
             clusters
                 .iter()
                 .filter(|cluster| {
                     cluster.namespace == sync.key.namespace
                         && sync.spec.cluster_selector.matches(&cluster.labels)
                 })
-                .map(|cluster| PlanItem {
+                .map(move |cluster| PlanItem {
                     sync: sync.key.clone(),
                     cluster: cluster.name.clone(),
-                    action: action(sync, cluster, sources, revision),
+                    action: action(sync, cluster, sources, revision, &desired),
                 })
         })
         .collect();
@@ -109,6 +113,7 @@ fn action(
     cluster: &ClusterTarget,
     sources: &BTreeMap<(String, String), Secret>,
     revision: &Revision,
+    desired: &OnceCell<Arc<Secret>>,
 ) -> Action {
     if sync.options.suspend {
         return Action::Skip(SkipReason::Suspended);
@@ -123,7 +128,9 @@ fn action(
         sync.spec.secret_ref.name.clone(),
     );
     match sources.get(&source_key) {
-        Some(source) => Action::Apply(Box::new(leaf_secret(sync, source, revision))),
+        Some(source) => Action::Apply(Arc::clone(
+            desired.get_or_init(|| Arc::new(leaf_secret(sync, source, revision))),
+        )),
         None => Action::Skip(SkipReason::SourceSecretMissing {
             secret: sync.spec.secret_ref.name.clone(),
         }),
