@@ -80,6 +80,16 @@ impl Outcome {
     }
 }
 
+/// How `apply_all` goes about it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplyOptions {
+    /// Write nothing: outcomes say what would be written.
+    pub dry_run: bool,
+    /// A scoped reconcile: a few copies in a namespace are read by name, not listed with
+    /// the namespace.
+    pub few_by_name: bool,
+}
+
 /// Makes one leaf cluster hold the requested Secrets. Requests are independent: one failing
 /// does not stop the others. What is there is listed once per target namespace
 /// (`inventory`), so copies that are already right cost no request of their own.
@@ -87,8 +97,12 @@ impl Outcome {
 pub async fn apply_all(
     client: &kube::Client,
     requests: &[ApplyRequest<'_>],
-    dry_run: bool,
+    options: ApplyOptions,
 ) -> Vec<Outcome> {
+    let ApplyOptions {
+        dry_run,
+        few_by_name,
+    } = options;
     let mut namespaces: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for request in requests {
         let (namespace, name) = target(request.desired);
@@ -96,7 +110,7 @@ pub async fn apply_all(
     }
     let mut inventories = BTreeMap::new();
     for (namespace, names) in namespaces {
-        let listed = LeafNamespace::read(client, namespace, names)
+        let listed = LeafNamespace::read(client, namespace, names, few_by_name)
             .await
             .map_err(|error| describe(&error));
         inventories.insert(namespace, listed);

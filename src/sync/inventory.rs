@@ -47,14 +47,17 @@ impl std::fmt::Debug for LeafNamespace {
 impl LeafNamespace {
     /// Lists `namespace` on a leaf, enough to answer `get` for every name in `wanted`.
     /// A namespace that does not exist yet lists as empty.
+    /// With `few_by_name` (a scoped reconcile: one SecretSync or one cluster changed), fewer
+    /// than 16 wanted names are read one by one instead of listing the namespace.
     pub async fn read<'n>(
         client: &kube::Client,
         namespace: &str,
         wanted: impl IntoIterator<Item = &'n str>,
+        few_by_name: bool,
     ) -> Result<Self, kube::Error> {
         let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
         let wanted: Vec<&str> = wanted.into_iter().collect();
-        if wanted.len() < LIST_FROM {
+        if few_by_name && wanted.len() < LIST_FROM {
             return LeafNamespace::get_each(&secrets, &wanted).await;
         }
         let ours = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));

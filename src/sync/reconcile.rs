@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Secret;
 
-use super::apply::{ApplyRequest, Outcome, apply_all};
+use super::apply::{ApplyOptions, ApplyRequest, Outcome, apply_all};
 use super::desired::{MANIFEST_ANNOTATION, SOURCE_VERSION_ANNOTATION, annotation, owner_label};
 use super::plan::{Action, ClusterTarget, PlanItem, plan};
 use super::prune;
@@ -217,7 +217,11 @@ impl Reconciler {
             self.sources.retain(&wanted_sources(&set.syncs));
         }
         let items = plan(&set.syncs, &targets, &sources, &set.revision);
-        let outcomes = apply_planned(&items, &leaves, &set.syncs, self.options.dry_run).await;
+        let apply = ApplyOptions {
+            dry_run: self.options.dry_run,
+            few_by_name: scope.syncs.is_some(),
+        };
+        let outcomes = apply_planned(&items, &leaves, &set.syncs, apply).await;
         report.applied = outcomes
             .iter()
             .filter(|(_, o)| matches!(o, Outcome::Applied { .. }))
@@ -538,7 +542,7 @@ async fn apply_planned(
     items: &[PlanItem],
     leaves: &BTreeMap<ClusterKey, Arc<LeafClient>>,
     syncs: &[SecretSync],
-    dry_run: bool,
+    apply: ApplyOptions,
 ) -> Vec<(usize, Outcome)> {
     let adopt: BTreeMap<&SecretSyncKey, bool> =
         syncs.iter().map(|s| (&s.key, s.options.adopt)).collect();
@@ -564,7 +568,7 @@ async fn apply_planned(
     let cluster_batches = per_cluster.into_iter().map(|(cluster, batch)| async move {
         let requests: Vec<ApplyRequest<'_>> = batch.iter().map(|(_, r)| *r).collect();
         let results = match leaves.get(&cluster) {
-            Some(leaf) => apply_all(leaf.client(), &requests, dry_run).await,
+            Some(leaf) => apply_all(leaf.client(), &requests, apply).await,
             None => vec![
                 Outcome::Failed {
                     message: format!("no client for {cluster}")
