@@ -159,27 +159,9 @@ async fn twenty_sigkills_mid_reconcile_leave_nothing_a_clean_run_would_not() {
         );
     }
     for n in 1..SYNCS {
-        let name = format!("secret-{n}");
-        let (_, status) = eventually("every status holds both leaves", async || {
-            fixture
-                .status(&name)
-                .await
-                .filter(|(_, s)| s.versions.len() == 2)
-        })
-        .await;
-        for leaf in ["leaf-cluster-1", "leaf-cluster-2"] {
-            let copy = fixture
-                .leaf_secrets(leaf)
-                .await
-                .get(&name)
-                .await
-                .expect("copy");
-            assert_eq!(
-                status.versions.get(leaf),
-                copy.metadata.resource_version.as_ref(),
-                "status.versions of {name} on {leaf}"
-            );
-        }
+        fixture
+            .assert_versions_match_leaves(&format!("secret-{n}"))
+            .await;
     }
     fixture.assert_no_leaks(&survivor);
 }

@@ -163,6 +163,25 @@ spec:
         Some((configmap, status))
     }
 
+    /// Waits until the status of SecretSync `name` has both leaves, then checks that each
+    /// `status.versions` entry is the resourceVersion of that leaf's copy.
+    async fn assert_versions_match_leaves(&self, name: &str) {
+        let (_, status) = eventually("the status holds both leaves", async || {
+            self.status(name)
+                .await
+                .filter(|(_, s)| s.versions.len() == 2)
+        })
+        .await;
+        for leaf in ["leaf-cluster-1", "leaf-cluster-2"] {
+            let copy = self.leaf_secrets(leaf).await.get(name).await.expect("copy");
+            assert_eq!(
+                status.versions.get(leaf),
+                copy.metadata.resource_version.as_ref(),
+                "status.versions of {name} on {leaf}"
+            );
+        }
+    }
+
     /// The agent's log (at debug level for secretsync) holds no secret value, plain or
     /// base64.
     fn assert_no_leaks(&self, agent: &AgentProcess) {

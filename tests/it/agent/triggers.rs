@@ -157,26 +157,9 @@ async fn sigterm_during_a_sync_exits_cleanly_and_the_next_start_converges() {
         }
     }
     for n in 0..SYNCS {
-        let name = format!("secret-{n}");
-        let (_, status) = eventually("every status says Synced on both leaves", async || {
-            fixture
-                .status(&name)
-                .await
-                .filter(|(_, s)| s.versions.len() == 2)
-        })
-        .await;
-        for leaf in ["leaf-cluster-1", "leaf-cluster-2"] {
-            let copy = fixture
-                .leaf_secrets(leaf)
-                .await
-                .get(&name)
-                .await
-                .expect("copy");
-            assert_eq!(
-                status.versions.get(leaf),
-                copy.metadata.resource_version.as_ref()
-            );
-        }
+        fixture
+            .assert_versions_match_leaves(&format!("secret-{n}"))
+            .await;
     }
     fixture.assert_no_leaks(&restarted);
 }
