@@ -629,19 +629,47 @@ fn only_commits_signed_by_a_trusted_key_are_accepted() {
     );
 }
 
-/// A throw-away OpenPGP key made by `gpg` in `dir`: a `gpg` wrapper that uses it, its
-/// fingerprint, and its ASCII-armored public key.
-fn openpgp_key(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String, String) {
-    use std::os::unix::fs::PermissionsExt as _;
-    let home = dir.join(format!("{name}-gnupg"));
-    std::fs::create_dir_all(&home).expect("GNUPGHOME");
-    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-    let gpg = |args: &[&str]| {
+/// A throw-away OpenPGP key made by `gpg` in its own `GNUPGHOME`, and a `gpg` wrapper that
+/// uses that home (git's `gpg.program`).
+struct OpenPgpKey {
+    home: std::path::PathBuf,
+    program: std::path::PathBuf,
+    fingerprint: String,
+}
+
+impl OpenPgpKey {
+    /// An ed25519 signing key for `name`, valid for `expire` (gpg's words: `never`, `1y`,
+    /// `seconds=8`).
+    fn generate(dir: &std::path::Path, name: &str, expire: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt as _;
+        let home = dir.join(format!("{name}-gnupg"));
+        std::fs::create_dir_all(&home).expect("GNUPGHOME");
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let program = dir.join(format!("{name}-gpg"));
+        std::fs::write(
+            &program,
+            format!("#!/bin/sh\nGNUPGHOME={} exec gpg \"$@\"\n", home.display()),
+        )
+        .expect("gpg wrapper");
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let mut key = OpenPgpKey {
+            home,
+            program,
+            fingerprint: String::new(),
+        };
+        let user = format!("{name} <{name}@secretsync.invalid>");
+        key.gpg(&["--quick-generate-key", &user, "ed25519", "sign", expire]);
+        key.fingerprint = key.fingerprints().swap_remove(0);
+        key
+    }
+
+    fn gpg(&self, args: &[&str]) -> String {
         let output = std::process::Command::new("gpg")
-            .env("GNUPGHOME", &home)
+            .env("GNUPGHOME", &self.home)
             .args([
                 "--batch",
                 "--quiet",
+                "--yes",
                 "--pinentry-mode",
                 "loopback",
                 "--passphrase",
@@ -656,38 +684,72 @@ fn openpgp_key(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8(output.stdout).expect("utf-8")
-    };
-    let user = format!("{name} <{name}@secretsync.invalid>");
-    gpg(&["--quick-generate-key", &user, "ed25519", "sign", "never"]);
-    let listing = gpg(&["--with-colons", "--list-keys", &user]);
-    let fingerprint = listing
-        .lines()
-        .find_map(|line| line.strip_prefix("fpr:"))
-        .and_then(|rest| rest.split(':').find(|field| !field.is_empty()))
-        .expect("fingerprint")
-        .to_owned();
-    let public = gpg(&["--armor", "--export", &fingerprint]);
-    let wrapper = dir.join(format!("{name}-gpg"));
-    std::fs::write(
-        &wrapper,
-        format!("#!/bin/sh\nGNUPGHOME={} exec gpg \"$@\"\n", home.display()),
-    )
-    .expect("gpg wrapper");
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    (wrapper, fingerprint, public)
+    }
+
+    /// The fingerprints of the primary key and its subkeys, in that order.
+    fn fingerprints(&self) -> Vec<String> {
+        self.gpg(&["--with-colons", "--list-keys"])
+            .lines()
+            .filter_map(|line| line.strip_prefix("fpr:"))
+            .filter_map(|rest| rest.split(':').find(|field| !field.is_empty()))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Adds a signing subkey valid for `expire`; returns its fingerprint.
+    fn add_signing_subkey(&self, expire: &str) -> String {
+        self.gpg(&[
+            "--quick-add-key",
+            &self.fingerprint,
+            "ed25519",
+            "sign",
+            expire,
+        ]);
+        self.fingerprints().pop().expect("the new subkey")
+    }
+
+    /// Revokes the key with the revocation certificate gpg made beside it.
+    fn revoke(&self) {
+        let certificate = self
+            .home
+            .join("openpgp-revocs.d")
+            .join(format!("{}.rev", self.fingerprint));
+        // gpg prefixes the armor line with ':' so that the file cannot be imported by accident.
+        let text = std::fs::read_to_string(&certificate).expect("revocation certificate");
+        let armed = certificate.with_extension("asc");
+        std::fs::write(&armed, text.replace(":-----BEGIN", "-----BEGIN")).expect("write");
+        self.gpg(&["--import", armed.to_str().expect("utf-8 path")]);
+    }
+
+    /// `other`'s public key certified by this one (a third-party signature on its user ID).
+    fn certify(&self, other: &OpenPgpKey) -> String {
+        let public = self.home.join(format!("{}.asc", other.fingerprint));
+        std::fs::write(&public, other.public()).expect("write");
+        self.gpg(&["--import", public.to_str().expect("utf-8 path")]);
+        self.gpg(&["--quick-sign-key", &other.fingerprint]);
+        self.gpg(&["--armor", "--export", &other.fingerprint])
+    }
+
+    /// The ASCII-armored public key.
+    fn public(&self) -> String {
+        self.gpg(&["--armor", "--export", &self.fingerprint])
+    }
 }
 
 #[test]
 fn only_commits_signed_by_a_trusted_openpgp_key_are_accepted() {
     let fixture = Fixture::new();
     let keys = tempfile::tempdir().expect("tempdir");
-    let (trusted_gpg, trusted_fingerprint, trusted_public) =
-        openpgp_key(keys.path(), "platform-team");
-    let (stranger_gpg, stranger_fingerprint, _) = openpgp_key(keys.path(), "stranger");
+    // An expiry in the future does not stand in the way.
+    let trusted_key = OpenPgpKey::generate(keys.path(), "platform-team", "1y");
+    let stranger = OpenPgpKey::generate(keys.path(), "stranger", "never");
     // OpenPGP and SSH keys side by side in one file, as a mounted Secret would hold them.
     let (_, ssh_public) = signing_key(keys.path(), "ssh-team");
-    let trusted = TrustedKeys::parse(&format!("# platform\n{trusted_public}\n{ssh_public}"))
-        .expect("trusted keys");
+    let trusted = TrustedKeys::parse(&format!(
+        "# platform\n{}\n{ssh_public}",
+        trusted_key.public()
+    ))
+    .expect("trusted keys");
     let source = fixture
         .main_over(Transport::GitDaemon)
         .verifying_signatures(trusted);
@@ -697,8 +759,8 @@ fn only_commits_signed_by_a_trusted_openpgp_key_are_accepted() {
         .write("a.yaml", manifest())
         .commit_signed_openpgp(
             "signed by the platform team",
-            &trusted_gpg,
-            &trusted_fingerprint,
+            &trusted_key.program,
+            &trusted_key.fingerprint,
         );
     let fetched = source
         .fetch()
@@ -710,8 +772,8 @@ fn only_commits_signed_by_a_trusted_openpgp_key_are_accepted() {
         .write("b.yaml", manifest())
         .commit_signed_openpgp(
             "signed by someone else",
-            &stranger_gpg,
-            &stranger_fingerprint,
+            &stranger.program,
+            &stranger.fingerprint,
         );
     let refused = source
         .fetch()
@@ -720,7 +782,7 @@ fn only_commits_signed_by_a_trusted_openpgp_key_are_accepted() {
         matches!(
             &refused,
             GitError::Signature(SignatureError::Untrusted { fingerprint, .. })
-                if fingerprint.contains(&stranger_fingerprint)
+                if fingerprint.contains(&stranger.fingerprint)
         ),
         "names the key: {refused}"
     );
@@ -734,6 +796,80 @@ fn only_commits_signed_by_a_trusted_openpgp_key_are_accepted() {
         matches!(&refused, GitError::Signature(SignatureError::Unsigned { commit }) if *commit == unsigned),
         "{refused}"
     );
+}
+
+/// Keys stop signing when they expire or are revoked, judged at the fetch — as `git merge
+/// --verify-signatures` and Flux do — while a key carrying a colleague's certification is
+/// read as the key it is.
+#[test]
+fn openpgp_keys_that_expired_or_were_revoked_sign_nothing() {
+    const LIFETIME: std::time::Duration = std::time::Duration::from_secs(8);
+    let fixture = Fixture::new();
+    let keys = tempfile::tempdir().expect("tempdir");
+    let lifetime = format!("seconds={}", LIFETIME.as_secs());
+    let short_lived = OpenPgpKey::generate(keys.path(), "short-lived", &lifetime);
+    let rotating = OpenPgpKey::generate(keys.path(), "rotating", "never");
+    let rotating_subkey = rotating.add_signing_subkey(&lifetime);
+    let expired_by = std::time::Instant::now() + LIFETIME;
+    let revoked = OpenPgpKey::generate(keys.path(), "revoked", "1y");
+    let vouched = OpenPgpKey::generate(keys.path(), "vouched", "1y");
+    let colleague = OpenPgpKey::generate(keys.path(), "colleague", "1y");
+
+    // Every commit is signed while its key is valid (gpg signs with nothing else).
+    let sign = |file: &str, key: &OpenPgpKey, signing_key: &str| {
+        fixture
+            .repo
+            .write(file, manifest())
+            .commit_signed_openpgp(file, &key.program, signing_key)
+    };
+    let by_short_lived = sign("a.yaml", &short_lived, &short_lived.fingerprint);
+    let by_subkey = sign("b.yaml", &rotating, &format!("{rotating_subkey}!"));
+    let by_revoked = sign("c.yaml", &revoked, &revoked.fingerprint);
+    let by_vouched = sign("d.yaml", &vouched, &vouched.fingerprint);
+    revoked.revoke();
+    let trusted = TrustedKeys::parse(&format!(
+        "{}\n{}\n{}\n{}",
+        short_lived.public(),
+        rotating.public(),
+        revoked.public(),
+        colleague.certify(&vouched),
+    ))
+    .expect("trusted keys: a third-party certification is no reason to refuse a key");
+    let source = fixture
+        .main_over(Transport::GitDaemon)
+        .verifying_signatures(trusted);
+
+    let fetched = source
+        .fetch()
+        .expect("the certified key's signature is accepted");
+    assert_eq!(fetched.revision.commit(), Some(by_vouched.as_str()));
+
+    fixture.repo.move_main_to(&by_revoked);
+    let refused = source.fetch().expect_err("a revoked key signs nothing");
+    assert!(
+        matches!(&refused, GitError::Signature(SignatureError::RevokedKey { commit, signer, .. })
+            if *commit == by_revoked && signer.contains(&revoked.fingerprint)),
+        "{refused}"
+    );
+
+    std::thread::sleep(expired_by.saturating_duration_since(std::time::Instant::now()));
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    fixture.repo.move_main_to(&by_short_lived);
+    let refused = source.fetch().expect_err("an expired key signs nothing");
+    assert!(
+        matches!(&refused, GitError::Signature(SignatureError::ExpiredKey { commit, signer, .. })
+            if *commit == by_short_lived && signer.contains(&short_lived.fingerprint)),
+        "{refused}"
+    );
+
+    fixture.repo.move_main_to(&by_subkey);
+    let refused = source.fetch().expect_err("an expired subkey signs nothing");
+    assert!(
+        matches!(&refused, GitError::Signature(SignatureError::ExpiredKey { commit, signer, .. })
+            if *commit == by_subkey && signer.contains(&format!("subkey {rotating_subkey}"))),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("expired on 20"), "{refused}");
 }
 
 /// A repository of 100,000 files (a monorepo pointed at by mistake, or on purpose): the
@@ -769,7 +905,7 @@ fn a_repository_of_a_hundred_thousand_files_is_read() {
     }
     let mut import = std::process::Command::new("git")
         .args(["fast-import", "--quiet", "--force"])
-        .current_dir(fixture.repo.work_dir())
+        .current_dir(fixture.repo.work_path())
         .stdin(std::process::Stdio::piped())
         .spawn()
         .expect("git fast-import");
@@ -818,7 +954,7 @@ fn tree_entries_named_dot_dot_are_skipped() {
             .env("GIT_AUTHOR_EMAIL", "crafter@secretsync.invalid")
             .env("GIT_COMMITTER_NAME", "crafter")
             .env("GIT_COMMITTER_EMAIL", "crafter@secretsync.invalid")
-            .current_dir(fixture.repo.work_dir())
+            .current_dir(fixture.repo.work_path())
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()

@@ -6,10 +6,14 @@
 //! by another key, or a signature that does not verify is not reconciled: the last good
 //! revision stays.
 
+mod openpgp;
+
+use std::time::SystemTime;
+
 use git2::{Oid, Repository};
-use pgp::composed::{Deserializable as _, DetachedSignature, SignedPublicKey};
-use pgp::types::KeyDetails as _;
 use ssh_key::{PublicKey, SshSig};
+
+use openpgp::{OpenPgpKey, Refusal};
 
 /// The namespace git signs commits in (`ssh-keygen -Y sign -n git`).
 const GIT_NAMESPACE: &str = "git";
@@ -24,6 +28,18 @@ pub enum SignatureError {
     Unsigned { commit: String },
     #[error("commit {commit} is signed by {fingerprint}, which is not a trusted key")]
     Untrusted { commit: String, fingerprint: String },
+    #[error("commit {commit} is signed by {signer}, which was revoked on {since}")]
+    RevokedKey {
+        commit: String,
+        signer: String,
+        since: String,
+    },
+    #[error("commit {commit} is signed by {signer}, which expired on {since}")]
+    ExpiredKey {
+        commit: String,
+        signer: String,
+        since: String,
+    },
     #[error("commit {commit} has a signature that does not verify: {reason}")]
     Invalid { commit: String, reason: String },
     #[error("reading the signature of commit {commit}: {reason}")]
@@ -34,7 +50,7 @@ pub enum SignatureError {
 #[derive(Debug, Clone, Default)]
 pub struct TrustedKeys {
     ssh: Vec<PublicKey>,
-    openpgp: Vec<SignedPublicKey>,
+    openpgp: Vec<OpenPgpKey>,
 }
 
 /// A trusted-keys file that cannot be used.
@@ -49,7 +65,9 @@ pub enum TrustedKeysError {
 impl TrustedKeys {
     /// Reads SSH keys in `authorized_keys` format (one `<type> <base64> [comment]` per line)
     /// and OpenPGP public keys as ASCII-armored blocks, in any order; blank lines and `#`
-    /// comments are ignored. An OpenPGP key whose self-signatures do not verify is refused.
+    /// comments are ignored. An OpenPGP key without a valid self-signature is refused; one
+    /// that has expired or was revoked is read (it may be renewed later in the same file)
+    /// and refuses the commits it signs, naming why.
     pub fn parse(text: &str) -> Result<Self, TrustedKeysError> {
         let mut keys = TrustedKeys::default();
         let mut lines = text.lines().enumerate();
@@ -71,10 +89,9 @@ impl TrustedKeys {
                         .take_while(|l| *l != PGP_KEY_END),
                 );
                 block.push(PGP_KEY_END);
-                let (key, _) = SignedPublicKey::from_string(&block.join("\n"))
+                let key = OpenPgpKey::parse(&block.join("\n"))
                     .map_err(|e| malformed(format!("OpenPGP public key: {e}")))?;
-                key.verify_bindings()
-                    .map_err(|e| malformed(format!("OpenPGP public key: {e}")))?;
+                tracing::debug!(fingerprint = key.fingerprint(), "trusted OpenPGP key read");
                 keys.openpgp.push(key);
                 continue;
             }
@@ -105,7 +122,7 @@ impl TrustedKeys {
         };
         let armored = String::from_utf8_lossy(&signature);
         if armored.contains("BEGIN PGP SIGNATURE") {
-            self.verify_openpgp(&id, &armored, &signed)
+            self.verify_openpgp(id, &armored, &signed, SystemTime::now())
         } else {
             self.verify_ssh(&id, &armored, &signed)
         }
@@ -147,61 +164,31 @@ impl TrustedKeys {
         Ok(fingerprint)
     }
 
-    /// An OpenPGP signature: made by the primary key or a subkey of a trusted key, found by
-    /// the issuer fingerprint (or key ID) the signature names.
+    /// An OpenPGP signature: made by the primary key or a signing subkey of a trusted key,
+    /// found by the issuer the signature names, by a key still valid at `now`.
     fn verify_openpgp(
         &self,
-        commit: &str,
+        commit: String,
         armored: &str,
         signed: &[u8],
+        now: SystemTime,
     ) -> Result<String, SignatureError> {
-        let invalid = |reason: String| SignatureError::Invalid {
-            commit: commit.to_owned(),
-            reason,
-        };
-        let (signature, _) =
-            DetachedSignature::from_string(armored.trim()).map_err(|e| invalid(e.to_string()))?;
-        let fingerprints: Vec<String> = signature
-            .signature
-            .issuer_fingerprint()
-            .iter()
-            .map(|f| format!("{f:X}"))
-            .collect();
-        let key_ids: Vec<String> = signature
-            .signature
-            .issuer_key_id()
-            .iter()
-            .map(hex::encode_upper)
-            .collect();
-        let names_signer = |fingerprint: String, key_id: String| {
-            fingerprints.contains(&fingerprint) || key_ids.contains(&key_id)
-        };
-        for key in &self.openpgp {
-            let primary = format!("{:X}", key.fingerprint());
-            if names_signer(primary.clone(), hex::encode_upper(key.legacy_key_id())) {
-                signature
-                    .verify(key, signed)
-                    .map_err(|e| invalid(e.to_string()))?;
-                return Ok(primary);
-            }
-            for subkey in &key.public_subkeys {
-                if names_signer(
-                    format!("{:X}", subkey.fingerprint()),
-                    hex::encode_upper(subkey.legacy_key_id()),
-                ) {
-                    signature
-                        .verify(subkey, signed)
-                        .map_err(|e| invalid(e.to_string()))?;
-                    return Ok(primary);
-                }
-            }
-        }
-        Err(SignatureError::Untrusted {
-            commit: commit.to_owned(),
-            fingerprint: fingerprints.first().or(key_ids.first()).map_or_else(
-                || "an unnamed OpenPGP key".to_owned(),
-                |f| format!("OpenPGP {f}"),
-            ),
+        openpgp::verify(&self.openpgp, armored, signed, now).map_err(|refusal| match refusal {
+            Refusal::Untrusted(fingerprint) => SignatureError::Untrusted {
+                commit,
+                fingerprint,
+            },
+            Refusal::Revoked { signer, since } => SignatureError::RevokedKey {
+                commit,
+                signer,
+                since,
+            },
+            Refusal::Expired { signer, since } => SignatureError::ExpiredKey {
+                commit,
+                signer,
+                since,
+            },
+            Refusal::Invalid(reason) => SignatureError::Invalid { commit, reason },
         })
     }
 }

@@ -39,7 +39,8 @@ impl Repo {
         &self.bare
     }
 
-    /// The work tree, for what `write` cannot make (symlinks).
+    /// The work tree (a clone whose `origin` is the served repository), for what `write`
+    /// cannot make (symlinks, crafted trees).
     pub fn work_path(&self) -> &Path {
         &self.work
     }
@@ -60,11 +61,6 @@ impl Repo {
     }
 
     /// Runs another `git` command in the work tree (tags, branches, resets); returns stdout.
-    /// The work tree (a clone whose `origin` is the served repository).
-    pub fn work_dir(&self) -> &Path {
-        &self.work
-    }
-
     pub fn git(&self, args: &[&str]) -> String {
         git(&self.work, args).output()
     }
@@ -133,6 +129,16 @@ impl Repo {
         )
         .run();
         self.head()
+    }
+
+    /// Points the served `main` at `commit` (a force push), leaving the work tree alone.
+    pub fn move_main_to(&self, commit: &str) {
+        let refspec = format!("{commit}:refs/heads/main");
+        git(
+            &self.work,
+            &["push", "--quiet", "--force", "origin", &refspec],
+        )
+        .run();
     }
 
     /// The commit the work tree is at.
