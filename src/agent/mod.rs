@@ -19,7 +19,7 @@ use self::leader::Leadership;
 use crate::manifest::{ManifestSet, SecretSyncKey};
 use crate::source::LocalSource;
 use crate::source::configured::{ConfiguredSource, SourceReader};
-use crate::status::ClusterResult;
+use crate::status::{ClusterResult, SourceProblem};
 use crate::sync::apply::Outcome;
 use crate::sync::{ReconcileOptions, ReconcileReport, Reconciler, Scope};
 use crate::trigger::request::{SuspendedObjects, spawn_request_watches};
@@ -324,7 +324,10 @@ impl Agent {
                 self.observer
                     .source_read(started.elapsed(), Some(message.as_str()));
                 tracing::warn!(source = %self.reader.name(), error = %message, "reading the source failed; the last good revision is kept");
-                self.reconciler.set_source_problem(Some(message))
+                self.reconciler.set_source_problem(Some(SourceProblem {
+                    reason: error.reason(),
+                    message,
+                }))
             }
         }
     }

@@ -19,7 +19,7 @@ use crate::cluster::ClientCache;
 use crate::manifest::{InvalidSelector, LabelSelector, ManifestSet};
 use crate::source::Selection;
 use crate::source::configured::{ConfiguredSource, SourceReader};
-use crate::source::git::signature::TrustedKeys;
+use crate::source::git::signature::TrustedKeysFile;
 use crate::source::git::{GitSource, RemoteUrl};
 use crate::source::local::LocalSource;
 use crate::status::model::{result_message, result_name};
@@ -87,7 +87,8 @@ pub struct ReconcileArgs {
     pub verify_signatures: bool,
 
     /// The keys whose commit signatures are trusted (e.g. a mounted Secret): SSH keys in
-    /// authorized_keys format and OpenPGP keys as ASCII-armored public key blocks.
+    /// authorized_keys format and OpenPGP keys as ASCII-armored public key blocks. Read
+    /// again at each fetch when it changed.
     #[arg(long, env = "SECRETSYNC_TRUSTED_KEYS", value_name = "FILE")]
     pub trusted_keys: Option<PathBuf>,
 
@@ -192,14 +193,12 @@ impl ReconcileArgs {
         Ok(SourceReader::new(source, &self.default_namespace, timeout))
     }
 
-    fn trusted_keys(&self) -> anyhow::Result<TrustedKeys> {
+    fn trusted_keys(&self) -> anyhow::Result<TrustedKeysFile> {
         let path = self
             .trusted_keys
             .as_ref()
             .context("--verify-signatures needs --trusted-keys")?;
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading the trusted keys {}", path.display()))?;
-        TrustedKeys::parse(&text).with_context(|| format!("the trusted keys {}", path.display()))
+        Ok(TrustedKeysFile::open(path)?)
     }
 
     pub(super) fn options(&self, audit: Option<Arc<AuditLog>>, dry_run: bool) -> ReconcileOptions {

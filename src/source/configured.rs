@@ -27,6 +27,19 @@ pub enum SourceError {
     Thread(#[from] tokio::task::JoinError),
 }
 
+impl SourceError {
+    /// The reason of the `SourceReady` condition this error sets.
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SourceError::Git(GitError::Signature(_) | GitError::TrustedKeys(_)) => {
+                "VerificationFailed"
+            }
+            _ => "FetchFailed",
+        }
+    }
+}
+
 /// Where manifests come from.
 #[derive(Debug, Clone)]
 pub enum ConfiguredSource {

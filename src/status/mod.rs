@@ -4,7 +4,7 @@
 pub mod model;
 pub mod writer;
 
-pub use self::model::{ClusterResult, ClusterStatus, Condition, SyncStatus};
+pub use self::model::{ClusterResult, ClusterStatus, Condition, SourceProblem, SyncStatus};
 pub use self::writer::{
     StatusError, StatusListing, StatusSnapshot, StatusStore, StatusTarget, StoredStatus,
 };

@@ -123,20 +123,34 @@ impl SyncStatus {
     }
 }
 
+/// Why the source could not be read, for the `SourceReady` condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceProblem {
+    /// `FetchFailed`, or `VerificationFailed` when the head commit's signature was refused.
+    pub reason: &'static str,
+    pub message: String,
+}
+
 impl SyncStatus {
     /// Adds the `SourceReady` condition: False, with the reason the source could not be
     /// read, while the copies stay as the last good revision (`last_attempted_revision`)
     /// made them; True otherwise. Only a status that was told about a failure carries the
     /// condition, so that the status of an agent whose source never failed stays as it was.
     #[must_use]
-    pub fn with_source(mut self, previous: &SyncStatus, problem: Option<&str>, now: &str) -> Self {
+    pub fn with_source(
+        mut self,
+        previous: &SyncStatus,
+        problem: Option<&SourceProblem>,
+        now: &str,
+    ) -> Self {
         let source = match problem {
             Some(problem) => condition(
                 SOURCE_READY,
                 false,
-                "FetchFailed",
+                problem.reason,
                 format!(
-                    "{problem}; the copies stay as revision {} made them",
+                    "{}; the copies stay as revision {} made them",
+                    problem.message,
                     self.last_attempted_revision.as_deref().unwrap_or("(none)")
                 ),
             ),
@@ -366,9 +380,13 @@ mod tests {
             "no failure, no condition"
         );
 
+        let problem = SourceProblem {
+            reason: "FetchFailed",
+            message: "fetching https://git.example/repo: connection refused".to_owned(),
+        };
         let failing = SyncStatus::next(&ok, "main@sha1:aa", &results, "T2").with_source(
             &ok,
-            Some("fetching https://git.example/repo: connection refused"),
+            Some(&problem),
             "T2",
         );
         let source = failing
@@ -400,7 +418,7 @@ mod tests {
         )];
         let again = SyncStatus::next(&failing, "main@sha1:aa", &unchanged, "T3").with_source(
             &failing,
-            Some("fetching https://git.example/repo: connection refused"),
+            Some(&problem),
             "T3",
         );
         assert_eq!(again, failing);

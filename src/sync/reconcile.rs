@@ -20,7 +20,9 @@ use crate::cluster::{
     read_kubeconfig, readiness,
 };
 use crate::manifest::{LabelSelector, ManifestSet, SecretSync, SecretSyncKey};
-use crate::status::{ClusterResult, StatusSnapshot, StatusStore, StatusTarget, SyncStatus};
+use crate::status::{
+    ClusterResult, SourceProblem, StatusSnapshot, StatusStore, StatusTarget, SyncStatus,
+};
 
 /// Leaf clusters written to at the same time.
 pub const CLUSTER_CONCURRENCY: usize = 8;
@@ -136,7 +138,7 @@ pub struct Reconciler {
     options: ReconcileOptions,
     /// Why the source could not be read the last time, while the last good revision is
     /// reconciled instead: every status says so (condition `SourceReady`).
-    source_problem: Mutex<Option<String>>,
+    source_problem: Mutex<Option<SourceProblem>>,
     /// Source Secrets as last read: a no-op reconcile lists them instead of reading each.
     sources: SourceCache,
 }
@@ -163,7 +165,7 @@ impl Reconciler {
 
     /// Records whether the source could be read (`None`) or why not; says whether that
     /// changed, in which case every status needs writing again.
-    pub fn set_source_problem(&self, problem: Option<String>) -> bool {
+    pub fn set_source_problem(&self, problem: Option<SourceProblem>) -> bool {
         let mut current = self
             .source_problem
             .lock()
@@ -173,7 +175,7 @@ impl Reconciler {
         changed
     }
 
-    fn source_problem(&self) -> Option<String> {
+    fn source_problem(&self) -> Option<SourceProblem> {
         self.source_problem
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -484,7 +486,7 @@ impl Reconciler {
         };
         let now = now();
         let next = SyncStatus::next(&previous, revision, results, &now)
-            .with_source(&previous, self.source_problem().as_deref(), &now)
+            .with_source(&previous, self.source_problem().as_ref(), &now)
             .observing(generation);
         if next == previous || self.options.dry_run {
             return Ok((target, false));

@@ -3,14 +3,16 @@
 //! repositories, and manifests read from the commit tree only under the configured paths.
 
 use secrecy::SecretString;
-use secretsync::source::git::signature::{SignatureError, TrustedKeys};
+use secretsync::source::git::signature::{SignatureError, TrustedKeysFile};
 use secretsync::source::git::{
     GitAuth, GitError, GitReference, GitSource, KnownHosts, RemoteUrl, SshAuth,
 };
 use secretsync::source::{FileContent, Selection, Snapshot};
 
 use crate::testenv::fleet::repo_path;
-use crate::testenv::git::{GitServers, HTTP_PASSWORD, HTTP_TOKEN, HTTP_USER, Repo, Transport};
+use crate::testenv::git::{
+    GitServers, HTTP_PASSWORD, HTTP_TOKEN, HTTP_USER, Repo, Transport, ssh_signing_key,
+};
 
 const TRANSPORTS: [Transport; 5] = [
     Transport::File,
@@ -568,29 +570,17 @@ fn an_ssh_key_with_a_passphrase_is_unlocked_with_it() {
     );
 }
 
-/// A fresh ed25519 key pair made by `ssh-keygen` in `dir`: (private key path, public line).
-fn signing_key(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String) {
-    let private = dir.join(name);
-    let status = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-        .arg(&private)
-        .status()
-        .expect("ssh-keygen");
-    assert!(status.success());
-    let public = std::fs::read_to_string(private.with_extension("pub")).expect("public key");
-    (private, public)
-}
-
 #[test]
 fn only_commits_signed_by_a_trusted_key_are_accepted() {
     let fixture = Fixture::new();
     let keys = tempfile::tempdir().expect("tempdir");
-    let (trusted_key, trusted_public) = signing_key(keys.path(), "platform-team");
-    let (stranger_key, _) = signing_key(keys.path(), "stranger");
-    let trusted = TrustedKeys::parse(&trusted_public).expect("trusted keys");
+    let (trusted_key, trusted_public) = ssh_signing_key(keys.path(), "platform-team");
+    let (stranger_key, stranger_public) = ssh_signing_key(keys.path(), "stranger");
+    let trusted = keys.path().join("trusted-keys");
+    std::fs::write(&trusted, &trusted_public).expect("write the trusted keys");
     let source = fixture
         .main_over(Transport::GitDaemon)
-        .verifying_signatures(trusted);
+        .verifying_signatures(TrustedKeysFile::open(&trusted).expect("trusted keys"));
 
     let signed = fixture
         .repo
@@ -609,7 +599,7 @@ fn only_commits_signed_by_a_trusted_key_are_accepted() {
         "{refused}"
     );
 
-    fixture
+    let by_stranger = fixture
         .repo
         .write("c.yaml", manifest())
         .commit_signed("signed by someone else", &stranger_key);
@@ -627,6 +617,22 @@ fn only_commits_signed_by_a_trusted_key_are_accepted() {
         refused.to_string().contains("SHA256:"),
         "names the key: {refused}"
     );
+
+    // The file is a mounted Secret: what it holds at the fetch is what is trusted.
+    std::fs::write(&trusted, "ssh-ed25519 !!!\n").expect("break the trusted keys");
+    let refused = source
+        .fetch()
+        .expect_err("a broken trusted-keys file trusts nothing");
+    assert!(
+        matches!(&refused, GitError::TrustedKeys(_))
+            && refused.to_string().contains(&*trusted.to_string_lossy())
+            && refused.to_string().contains("line 1"),
+        "{refused}"
+    );
+    std::fs::write(&trusted, format!("{trusted_public}{stranger_public}"))
+        .expect("trust the stranger too");
+    let fetched = source.fetch().expect("a key added to the file is trusted");
+    assert_eq!(fetched.revision.commit(), Some(by_stranger.as_str()));
 }
 
 /// A throw-away OpenPGP key made by `gpg` in its own `GNUPGHOME`, and a `gpg` wrapper that
@@ -744,15 +750,16 @@ fn only_commits_signed_by_a_trusted_openpgp_key_are_accepted() {
     let trusted_key = OpenPgpKey::generate(keys.path(), "platform-team", "1y");
     let stranger = OpenPgpKey::generate(keys.path(), "stranger", "never");
     // OpenPGP and SSH keys side by side in one file, as a mounted Secret would hold them.
-    let (_, ssh_public) = signing_key(keys.path(), "ssh-team");
-    let trusted = TrustedKeys::parse(&format!(
-        "# platform\n{}\n{ssh_public}",
-        trusted_key.public()
-    ))
-    .expect("trusted keys");
+    let (_, ssh_public) = ssh_signing_key(keys.path(), "ssh-team");
+    let trusted = keys.path().join("trusted-keys");
+    std::fs::write(
+        &trusted,
+        format!("# platform\n{}\n{ssh_public}", trusted_key.public()),
+    )
+    .expect("write the trusted keys");
     let source = fixture
         .main_over(Transport::GitDaemon)
-        .verifying_signatures(trusted);
+        .verifying_signatures(TrustedKeysFile::open(&trusted).expect("trusted keys"));
 
     let signed = fixture
         .repo
@@ -827,17 +834,23 @@ fn openpgp_keys_that_expired_or_were_revoked_sign_nothing() {
     let by_revoked = sign("c.yaml", &revoked, &revoked.fingerprint);
     let by_vouched = sign("d.yaml", &vouched, &vouched.fingerprint);
     revoked.revoke();
-    let trusted = TrustedKeys::parse(&format!(
-        "{}\n{}\n{}\n{}",
-        short_lived.public(),
-        rotating.public(),
-        revoked.public(),
-        colleague.certify(&vouched),
-    ))
-    .expect("trusted keys: a third-party certification is no reason to refuse a key");
+    let trusted_keys = || {
+        format!(
+            "{}\n{}\n{}\n{}",
+            short_lived.public(),
+            rotating.public(),
+            revoked.public(),
+            colleague.certify(&vouched),
+        )
+    };
+    let trusted = keys.path().join("trusted-keys");
+    std::fs::write(&trusted, trusted_keys()).expect("write the trusted keys");
     let source = fixture
         .main_over(Transport::GitDaemon)
-        .verifying_signatures(trusted);
+        .verifying_signatures(
+            TrustedKeysFile::open(&trusted)
+                .expect("trusted keys: a third-party certification is no reason to refuse a key"),
+        );
 
     let fetched = source
         .fetch()
@@ -870,6 +883,16 @@ fn openpgp_keys_that_expired_or_were_revoked_sign_nothing() {
         "{refused}"
     );
     assert!(refused.to_string().contains("expired on 20"), "{refused}");
+
+    // Renewed, and the file updated (as the mounted Secret would be): trusted again, no
+    // restart.
+    short_lived.gpg(&["--quick-set-expire", &short_lived.fingerprint, "1y"]);
+    std::fs::write(&trusted, trusted_keys()).expect("write the renewed key");
+    fixture.repo.move_main_to(&by_short_lived);
+    let fetched = source
+        .fetch()
+        .expect("the renewed key's signature is accepted");
+    assert_eq!(fetched.revision.commit(), Some(by_short_lived.as_str()));
 }
 
 /// A repository of 100,000 files (a monorepo pointed at by mistake, or on purpose): the

@@ -61,6 +61,8 @@ pub enum GitError {
     Revision(#[from] InvalidRevision),
     #[error(transparent)]
     Signature(#[from] signature::SignatureError),
+    #[error(transparent)]
+    TrustedKeys(#[from] signature::TrustedKeysFileError),
 }
 
 /// What a fetch found.
@@ -82,8 +84,8 @@ pub struct GitSource {
     reference: GitReference,
     auth: GitAuth,
     cache: PathBuf,
-    /// When set, only commits signed by one of these keys are accepted.
-    trusted: Option<signature::TrustedKeys>,
+    /// When set, only commits signed by one of the keys of this file are accepted.
+    trusted: Option<signature::TrustedKeysFile>,
 }
 
 impl GitSource {
@@ -102,9 +104,10 @@ impl GitSource {
         }
     }
 
-    /// Accepts only commits signed by one of `trusted` (`--verify-signatures`).
+    /// Accepts only commits signed by one of the keys of `trusted` (`--verify-signatures`),
+    /// as the file holds them at each fetch.
     #[must_use]
-    pub fn verifying_signatures(mut self, trusted: signature::TrustedKeys) -> Self {
+    pub fn verifying_signatures(mut self, trusted: signature::TrustedKeysFile) -> Self {
         self.trusted = Some(trusted);
         self
     }
@@ -153,7 +156,7 @@ impl GitSource {
         let (name, oid) = self.resolve(&repo)?;
         let revision = Revision::new(name.as_deref(), &oid.to_string())?;
         if let Some(trusted) = &self.trusted {
-            let signer = trusted.verify_commit(&repo, oid)?;
+            let signer = trusted.current()?.verify_commit(&repo, oid)?;
             tracing::debug!(%revision, %signer, "commit signature verified");
         }
         let commit = repo.find_commit(oid).map_err(|source| GitError::Read {

@@ -6,6 +6,7 @@
 //! by another key, or a signature that does not verify is not reconciled: the last good
 //! revision stays.
 
+mod keys_file;
 mod openpgp;
 
 use std::time::SystemTime;
@@ -13,6 +14,7 @@ use std::time::SystemTime;
 use git2::{Oid, Repository};
 use ssh_key::{PublicKey, SshSig};
 
+pub use keys_file::{TrustedKeysFile, TrustedKeysFileError};
 use openpgp::{OpenPgpKey, Refusal};
 
 /// The namespace git signs commits in (`ssh-keygen -Y sign -n git`).
@@ -56,10 +58,12 @@ pub struct TrustedKeys {
 /// A trusted-keys file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TrustedKeysError {
-    #[error("trusted keys, line {line}: {reason}")]
+    #[error("line {line}: {reason}")]
     Malformed { line: usize, reason: String },
-    #[error("the trusted keys hold no key: every commit would be refused")]
+    #[error("no key: every commit would be refused")]
     Empty,
+    #[error("not UTF-8 text: expected authorized_keys lines and armored OpenPGP blocks")]
+    NotText,
 }
 
 impl TrustedKeys {

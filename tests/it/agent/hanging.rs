@@ -9,9 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-use secretsync::status::model::SOURCE_READY;
-use secretsync::status::{Condition, SyncStatus};
-
 use super::process::AgentProcess;
 use super::{Fixture, eventually};
 use crate::testenv::git::{GitServers, Transport};
@@ -110,8 +107,10 @@ async fn a_hanging_git_server_times_out_and_the_last_good_revision_keeps_serving
     .await;
     // Every status says why the revision is not the newest, and that the copies stay.
     let failed = eventually("the status tells the fetch failed", async || {
-        let status = fixture.status("registry").await.map(|(_, s)| s);
-        source_ready(status).filter(|c| c.status == "False")
+        fixture
+            .source_ready("registry")
+            .await
+            .filter(|c| c.status == "False")
     })
     .await;
     assert_eq!(failed.reason, "FetchFailed");
@@ -132,17 +131,11 @@ async fn a_hanging_git_server_times_out_and_the_last_good_revision_keeps_serving
         .until_leaf_holds("leaf-cluster-1", "vault", "hang-token-3")
         .await;
     eventually("the status tells the source is read again", async || {
-        let status = fixture.status("registry").await.map(|(_, s)| s);
-        source_ready(status).filter(|c| c.status == "True")
+        fixture
+            .source_ready("registry")
+            .await
+            .filter(|c| c.status == "True")
     })
     .await;
     fixture.assert_no_leaks(&agent);
-}
-
-/// The `SourceReady` condition of a status, if it has one.
-fn source_ready(status: Option<SyncStatus>) -> Option<Condition> {
-    status?
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == SOURCE_READY)
 }

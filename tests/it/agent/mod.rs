@@ -10,6 +10,7 @@ pub(crate) mod process;
 mod replicas;
 mod requests;
 mod shards;
+mod signatures;
 mod triggers;
 
 use std::collections::BTreeMap;
@@ -18,7 +19,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ObjectMeta, Patch, PatchParams};
-use secretsync::status::SyncStatus;
+use secretsync::status::model::SOURCE_READY;
+use secretsync::status::{Condition, SyncStatus};
 use serde_json::json;
 
 use self::process::AgentProcess;
@@ -64,6 +66,12 @@ impl<'e> Fixture<'e> {
     /// Commits SecretSync `name` copying Secret `secret` to the clusters labelled
     /// `environment: <environment>`, into the leaves' namespace of the test's name.
     fn commit_sync(&self, name: &str, environment: &str, secret: &str) -> String {
+        self.write_sync(name, environment, secret)
+            .commit(&format!("sync {secret} to {environment} clusters"))
+    }
+
+    /// Writes what `commit_sync` commits, leaving the commit to the caller.
+    fn write_sync(&self, name: &str, environment: &str, secret: &str) -> &Repo {
         let yaml = format!(
             "apiVersion: capi.weave.works/v1alpha1
 kind: SecretSync
@@ -80,9 +88,7 @@ spec:
 ",
             ns = self.namespace
         );
-        self.repo
-            .write(&format!("syncs/{name}.yaml"), yaml)
-            .commit(&format!("sync {secret} to {environment} clusters"))
+        self.repo.write(&format!("syncs/{name}.yaml"), yaml)
     }
 
     async fn put_source_secret(&self, name: &str, value: &str) {
@@ -161,6 +167,16 @@ spec:
             .expect("read the status ConfigMap")?;
         let status = serde_yaml::from_str(&configmap.data.as_ref()?["status"]).ok()?;
         Some((configmap, status))
+    }
+
+    /// The `SourceReady` condition of SecretSync `sync`'s status, if it has one.
+    async fn source_ready(&self, sync: &str) -> Option<Condition> {
+        self.status(sync)
+            .await?
+            .1
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == SOURCE_READY)
     }
 
     /// Waits until the status of SecretSync `name` has both leaves, then checks that each

@@ -120,3 +120,16 @@ impl GitServers {
         }
     }
 }
+
+/// A fresh ed25519 key pair made by `ssh-keygen` in `dir`: (private key path, public line).
+pub fn ssh_signing_key(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String) {
+    let private = dir.join(name);
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&private)
+        .status()
+        .expect("ssh-keygen");
+    assert!(status.success());
+    let public = std::fs::read_to_string(private.with_extension("pub")).expect("public key");
+    (private, public)
+}
