@@ -45,8 +45,10 @@ pub struct Kubeconfig {
     pub bytes: KubeconfigBytes,
 }
 
-/// Reads the kubeconfig of `cluster` through the management-cluster client, and checks that
-/// it can make a client configuration (see `Kubeconfig::config`).
+/// Reads the kubeconfig of `cluster` through the management-cluster client. Its content is
+/// checked where it is used, when `ClientCache` builds a client from bytes it has not seen
+/// (see `Kubeconfig::config`): a reconcile reads every cluster's kubeconfig, and parsing
+/// the unchanged ones again each time would be work for nothing.
 pub async fn read_kubeconfig(
     mgmt: &kube::Client,
     cluster: &GitopsCluster,
@@ -70,9 +72,7 @@ pub async fn read_kubeconfig(
             });
         }
     };
-    let kubeconfig = Kubeconfig::from_secret(key, &location, secret)?;
-    kubeconfig.config().await?;
-    Ok(kubeconfig)
+    Kubeconfig::from_secret(key, &location, secret)
 }
 
 impl Kubeconfig {

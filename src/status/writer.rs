@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::model::SyncStatus;
 use crate::manifest::{API_VERSION, KIND, SecretSyncKey};
-use crate::sync::desired::{FIELD_MANAGER, MANAGED_BY, MANAGED_BY_LABEL};
+use crate::sync::desired::{FIELD_MANAGER, MANAGED_BY, MANAGED_BY_LABEL, SOURCE_ANNOTATION};
 
 /// Key of the status document in the fallback ConfigMap.
 pub const CONFIGMAP_KEY: &str = "status";
@@ -386,7 +386,7 @@ fn status_configmap(key: &SecretSyncKey, name: &str, status: &SyncStatus) -> Con
                 MANAGED_BY.to_owned(),
             )])),
             annotations: Some(BTreeMap::from([(
-                "secretsync.dev/source".to_owned(),
+                SOURCE_ANNOTATION.to_owned(),
                 key.to_string(),
             )])),
             ..ObjectMeta::default()

@@ -18,13 +18,14 @@ pub const MANAGED_BY: &str = "secretsync";
 /// Label naming the owning SecretSync (`<ns>.<name>`, hashed when too long for a label),
 /// what prune lists owned copies by.
 pub const OWNER_LABEL: &str = "secretsync.dev/owner";
+/// The SecretSync (`<ns>/<name>`) a copy, or a status ConfigMap, belongs to.
 pub const SOURCE_ANNOTATION: &str = "secretsync.dev/source";
 pub const REVISION_ANNOTATION: &str = "secretsync.dev/revision";
 pub const MANIFEST_ANNOTATION: &str = "secretsync.dev/manifest";
 pub const SOURCE_VERSION_ANNOTATION: &str = "secretsync.dev/source-version";
-/// Set to `Orphan` on copies whose SecretSync orphans them, so that the policy still holds
-/// when the SecretSync itself has left the repository.
-pub const DELETION_POLICY_ANNOTATION: &str = "secretsync.dev/deletion-policy";
+/// The SecretSync's own annotation, set to `Orphan` on copies whose SecretSync orphans them
+/// too, so that the policy still holds when the SecretSync has left the repository.
+pub use crate::manifest::DELETION_POLICY_ANNOTATION;
 
 /// Label and annotation prefixes that belong to the tools that manage the source Secret
 /// in the management cluster, not to the Secret itself: never copied.

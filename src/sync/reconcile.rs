@@ -215,9 +215,13 @@ impl Reconciler {
             .extend(listed.problems.iter().map(ToString::to_string));
         let (targets, leaves) = self.connect(&listed.clusters, &scope.held_back).await;
         let sources = self.source_secrets(&set.syncs).await;
-        if scope.syncs.is_none() {
-            self.sources.retain(&wanted_sources(&set.syncs));
-        }
+        // What no SecretSync this agent serves names any more is forgotten, whatever this
+        // reconcile's scope: the cache holds secret data and follows the revision.
+        let served = full_set
+            .syncs
+            .iter()
+            .filter(|sync| self.options.serves(sync));
+        self.sources.retain(&wanted_sources(served));
         let items = plan(&set.syncs, &targets, &sources, &set.revision);
         let apply = ApplyOptions {
             dry_run: self.options.dry_run,
@@ -638,9 +642,9 @@ fn now() -> String {
 }
 
 /// The source Secrets `syncs` name, as (namespace, name).
-fn wanted_sources(syncs: &[SecretSync]) -> BTreeSet<SecretKey> {
+fn wanted_sources<'s>(syncs: impl IntoIterator<Item = &'s SecretSync>) -> BTreeSet<SecretKey> {
     syncs
-        .iter()
+        .into_iter()
         .map(|s| (s.key.namespace.clone(), s.spec.secret_ref.name.clone()))
         .collect()
 }

@@ -93,8 +93,8 @@ impl SourceCache {
         found
     }
 
-    /// Forgets every Secret but `wanted` (after a full reconcile: the others are no longer
-    /// any SecretSync's source).
+    /// Forgets every Secret but `wanted` (the sources of every SecretSync served: the others
+    /// are no longer any SecretSync's source).
     pub fn retain(&self, wanted: &BTreeSet<SecretKey>) {
         self.lock().retain(|key, _| wanted.contains(key));
     }

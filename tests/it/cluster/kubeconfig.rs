@@ -4,7 +4,9 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use kube::api::Api;
-use secretsync::cluster::{ClientCache, KubeconfigRef, api_resource, read_kubeconfig};
+use secretsync::cluster::{
+    ClientCache, ClusterError, GitopsCluster, KubeconfigRef, api_resource, read_kubeconfig,
+};
 use serde_json::json;
 
 use super::{add_cluster, find, leaf, list, nobody, put_secret};
@@ -145,9 +147,10 @@ async fn kubeconfig_errors_name_the_cluster_and_the_secret() {
             ),
         ),
     ];
+    let cache = ClientCache::default();
     for (name, spec, reason, message) in cases {
         let cluster = add_cluster(&clusters, name, spec).await;
-        let error = read_kubeconfig(&mgmt, &cluster).await.unwrap_err();
+        let error = leaf_client_error(&mgmt, &cache, &cluster).await;
         assert_eq!(error.reason(), reason, "{name}: {error}");
         assert!(error.to_string().starts_with(&message), "{name}: {error}");
         assert_eq!(error.cluster(), Some(&cluster.key()));
@@ -161,7 +164,7 @@ async fn kubeconfig_errors_name_the_cluster_and_the_secret() {
         json!({"secretRef": {"name": "wrong-key"}}),
     )
     .await;
-    let error = read_kubeconfig(&nobody, &cluster).await.unwrap_err();
+    let error = leaf_client_error(&nobody, &cache, &cluster).await;
     assert_eq!(error.reason(), "KubeconfigUnreadable");
     assert!(error.to_string().contains("HTTP 403"), "{error}");
 }
@@ -199,14 +202,10 @@ async fn no_error_or_debug_output_shows_kubeconfig_content() {
     for (name, value) in cases {
         put_secret(&mgmt, &namespace, name, &[("value", value.as_bytes())]).await;
         let cluster = add_cluster(&clusters, name, json!({"secretRef": {"name": name}})).await;
-        match read_kubeconfig(&mgmt, &cluster).await {
-            Err(error) => shown.push((name, error.to_string(), format!("{error:?}"))),
-            Ok(kubeconfig) => {
-                shown.push((name, String::new(), format!("{kubeconfig:?}")));
-                let error = cache.client(&kubeconfig).await.expect_err(name);
-                shown.push((name, error.to_string(), format!("{error:?}")));
-            }
-        }
+        let kubeconfig = read_kubeconfig(&mgmt, &cluster).await.expect(name);
+        shown.push((name, String::new(), format!("{kubeconfig:?}")));
+        let error = cache.client(&kubeconfig).await.expect_err(name);
+        shown.push((name, error.to_string(), format!("{error:?}")));
     }
     let secrets: Vec<String> = user
         .key_pem
@@ -224,5 +223,21 @@ async fn no_error_or_debug_output_shows_kubeconfig_content() {
             assert!(!display.contains(secret.as_str()), "{name}: {display}");
             assert!(!debug.contains(secret.as_str()), "{name}: {debug}");
         }
+    }
+}
+
+/// Why no client can be had for `cluster`'s kubeconfig: reading it, or building a client from
+/// what was read.
+async fn leaf_client_error(
+    mgmt: &kube::Client,
+    cache: &ClientCache,
+    cluster: &GitopsCluster,
+) -> ClusterError {
+    match read_kubeconfig(mgmt, cluster).await {
+        Err(error) => error,
+        Ok(kubeconfig) => cache
+            .client(&kubeconfig)
+            .await
+            .expect_err("a client from a broken kubeconfig"),
     }
 }
