@@ -901,7 +901,6 @@ fn openpgp_keys_that_expired_or_were_revoked_sign_nothing() {
 #[test]
 fn a_repository_of_a_hundred_thousand_files_is_read() {
     use std::fmt::Write as _;
-    use std::io::Write as _;
     const FILES: usize = 100_000;
     let fixture = Fixture::new();
     // `git fast-import` writes the commit in a second; `git add` of 100k files takes minutes.
@@ -926,22 +925,9 @@ fn a_repository_of_a_hundred_thousand_files_is_read() {
             content.len()
         );
     }
-    let mut import = std::process::Command::new("git")
-        .args(["fast-import", "--quiet", "--force"])
-        .current_dir(fixture.repo.work_path())
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("git fast-import");
-    import
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stream.as_bytes())
-        .expect("feed fast-import");
-    assert!(import.wait().expect("fast-import").success());
-    fixture
-        .repo
-        .git(&["push", "--quiet", "--force", "origin", "main"]);
+    fast_import(fixture.repo.bare_path(), |input| {
+        std::io::Write::write_all(input, stream.as_bytes())
+    });
 
     let source = fixture.main_over(Transport::File);
     let started = std::time::Instant::now();
@@ -957,6 +943,87 @@ fn a_repository_of_a_hundred_thousand_files_is_read() {
     eprintln!(
         "100k files: fetched and read in {read:?}, parsed in {:?} more (debug build)",
         started.elapsed().saturating_sub(read)
+    );
+}
+
+/// Runs `git fast-import` in the bare repository at `git_dir` on what `feed` writes: a
+/// commit made in seconds however large, straight into the served repository.
+fn fast_import(
+    git_dir: &std::path::Path,
+    feed: impl FnOnce(&mut std::process::ChildStdin) -> std::io::Result<()>,
+) {
+    let mut import = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(git_dir)
+        .args(["fast-import", "--quiet", "--force"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("git fast-import");
+    feed(import.stdin.as_mut().expect("stdin")).expect("feed fast-import");
+    drop(import.stdin.take());
+    assert!(import.wait().expect("fast-import").success());
+}
+
+/// A 1 GiB blob beside a SecretSync, fetched over the git protocol as from a remote by
+/// `secretsync validate`: the blob is transferred but never held in memory nor read (its size
+/// comes from the object header) and is reported; the SecretSync beside it is read.
+#[test]
+fn a_gibibyte_blob_is_reported_not_read_and_not_held_in_memory() {
+    use std::io::Write as _;
+    const SIZE: usize = 1 << 30;
+    /// The Deployment's memory request.
+    const BUDGET_KIB: u64 = 128 * 1024;
+    let fixture = Fixture::new();
+    let sync = manifest();
+    fast_import(fixture.repo.bare_path(), |input| {
+        write!(input, "blob\nmark :1\ndata {SIZE}\n")?;
+        let zeros = vec![0_u8; 1 << 20];
+        for _ in 0..SIZE / zeros.len() {
+            input.write_all(&zeros)?;
+        }
+        write!(
+            input,
+            "\ncommit refs/heads/main\ncommitter test <test@secretsync.invalid> 1700000000 +0000\n\
+             data 9\nhuge blob\nM 644 :1 clusters/huge.yaml\n\
+             M 644 inline clusters/sync.yaml\ndata {}\n{sync}\n",
+            sync.len()
+        )
+    });
+    let url = fixture.servers.url(&fixture.repo, Transport::GitDaemon);
+    let started = std::time::Instant::now();
+    let mut validate = std::process::Command::new(env!("CARGO_BIN_EXE_secretsync"))
+        .args(["validate", &url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("secretsync validate");
+    // VmHWM only grows; sampled until the process exits (a zombie shows none).
+    let process = secretsync::testenv::procfs::Proc::Pid(validate.id());
+    let mut peak_kib = 0;
+    while validate.try_wait().expect("wait").is_none() {
+        peak_kib = peak_kib.max(process.memory_kib().1);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = validate.wait_with_output().expect("output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("clusters/huge.yaml") && text.contains("1073741824 bytes, over the limit"),
+        "{text}"
+    );
+    assert!(text.contains("1 SecretSync(s) valid"), "{text}");
+    assert!(
+        peak_kib > 0 && peak_kib < BUDGET_KIB,
+        "peak RSS {peak_kib} KiB while fetching a 1 GiB blob"
+    );
+    eprintln!(
+        "1 GiB blob: fetched and validated in {:?}, peak RSS {} MiB (debug build)",
+        started.elapsed(),
+        peak_kib / 1024
     );
 }
 
