@@ -139,13 +139,9 @@ async fn a_hanging_git_server_times_out_and_the_last_good_revision_keeps_serving
     })
     .await;
     // Every status says why the revision is not the newest, and that the copies stay.
-    let failed = eventually("the status tells the fetch failed", async || {
-        fixture
-            .source_ready("registry")
-            .await
-            .filter(|c| c.status == "False")
-    })
-    .await;
+    let failed = fixture
+        .until_source_ready("registry", "False", "the status tells the fetch failed")
+        .await;
     assert_eq!(failed.reason, "FetchFailed");
     assert!(
         failed.message.contains("took longer than 2s") && failed.message.contains("main@sha1:"),
@@ -163,13 +159,13 @@ async fn a_hanging_git_server_times_out_and_the_last_good_revision_keeps_serving
     fixture
         .until_leaf_holds("leaf-cluster-1", "vault", "hang-token-3")
         .await;
-    eventually("the status tells the source is read again", async || {
-        fixture
-            .source_ready("registry")
-            .await
-            .filter(|c| c.status == "True")
-    })
-    .await;
+    fixture
+        .until_source_ready(
+            "registry",
+            "True",
+            "the status tells the source is read again",
+        )
+        .await;
     fixture.assert_no_leaks(&agent);
 }
 
@@ -187,13 +183,9 @@ async fn a_git_server_that_is_down_is_reported_and_the_last_good_revision_keeps_
 
     proxy.go_down().await;
     fixture.commit_sync("vault", "dev", "vault");
-    let failed = eventually("the status tells the server is down", async || {
-        fixture
-            .source_ready("registry")
-            .await
-            .filter(|c| c.status == "False")
-    })
-    .await;
+    let failed = fixture
+        .until_source_ready("registry", "False", "the status tells the server is down")
+        .await;
     assert_eq!(failed.reason, "FetchFailed");
     assert!(
         failed.message.to_lowercase().contains("connection refused")
@@ -212,13 +204,13 @@ async fn a_git_server_that_is_down_is_reported_and_the_last_good_revision_keeps_
     fixture
         .until_leaf_holds("leaf-cluster-1", "vault", "down-token-2")
         .await;
-    eventually("the status tells the source is read again", async || {
-        fixture
-            .source_ready("registry")
-            .await
-            .filter(|c| c.status == "True")
-    })
-    .await;
+    fixture
+        .until_source_ready(
+            "registry",
+            "True",
+            "the status tells the source is read again",
+        )
+        .await;
     assert_eq!(agent.try_exit_status(), None, "the agent never stopped");
     fixture.assert_no_leaks(&agent);
 }

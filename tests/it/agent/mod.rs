@@ -169,14 +169,18 @@ spec:
         Some((configmap, status))
     }
 
-    /// The `SourceReady` condition of SecretSync `sync`'s status, if it has one.
-    async fn source_ready(&self, sync: &str) -> Option<Condition> {
-        self.status(sync)
-            .await?
-            .1
-            .conditions
-            .into_iter()
-            .find(|c| c.type_ == SOURCE_READY)
+    /// Waits until SecretSync `sync`'s status has a `SourceReady` condition of `status`
+    /// (`"True"` or `"False"`), and returns it; `what` names the wait in a timeout.
+    async fn until_source_ready(&self, sync: &str, status: &str, what: &str) -> Condition {
+        eventually(what, async || {
+            self.status(sync)
+                .await?
+                .1
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == SOURCE_READY && c.status == status)
+        })
+        .await
     }
 
     /// Waits until the status of SecretSync `name` has both leaves, then checks that each

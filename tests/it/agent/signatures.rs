@@ -2,7 +2,7 @@
 //! unsigned head is refused, the last good revision keeps serving (a rotated Secret still
 //! reaches the leaf), and every status says why until a trusted key signs a new head.
 
-use super::{Fixture, eventually};
+use super::Fixture;
 use crate::testenv::git::ssh_signing_key;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,13 +32,13 @@ async fn an_unsigned_head_is_not_reconciled_and_every_status_says_why() {
         .await;
 
     let unsigned = fixture.commit_sync("vault", "dev", "vault");
-    let refused = eventually("the status tells the head commit was refused", async || {
-        fixture
-            .source_ready("registry")
-            .await
-            .filter(|c| c.status == "False")
-    })
-    .await;
+    let refused = fixture
+        .until_source_ready(
+            "registry",
+            "False",
+            "the status tells the head commit was refused",
+        )
+        .await;
     assert_eq!(refused.reason, "VerificationFailed");
     assert!(
         refused.message.contains(&unsigned) && refused.message.contains("not signed"),
@@ -56,12 +56,12 @@ async fn an_unsigned_head_is_not_reconciled_and_every_status_says_why() {
     fixture
         .until_leaf_holds("leaf-cluster-1", "vault", "sign-token-2")
         .await;
-    eventually("the status tells the source is read again", async || {
-        fixture
-            .source_ready("registry")
-            .await
-            .filter(|c| c.status == "True")
-    })
-    .await;
+    fixture
+        .until_source_ready(
+            "registry",
+            "True",
+            "the status tells the source is read again",
+        )
+        .await;
     fixture.assert_no_leaks(&agent);
 }
