@@ -4,6 +4,7 @@
 mod clients;
 mod discovery;
 mod kubeconfig;
+pub mod listing;
 mod model;
 mod readiness;
 

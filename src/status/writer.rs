@@ -10,6 +10,7 @@ use kube::core::{ApiResource, GroupVersionKind, ObjectMeta};
 use serde_json::json;
 
 use super::model::SyncStatus;
+use crate::cluster::listing;
 use crate::manifest::{API_VERSION, KIND, SecretSyncKey};
 use crate::sync::desired::{FIELD_MANAGER, MANAGED_BY, MANAGED_BY_LABEL, SOURCE_ANNOTATION};
 
@@ -147,18 +148,20 @@ impl StatusStore {
             Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
             Err(source) => return Err(list_error("SecretSyncs", source)),
         };
-        let configmaps: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
         let params = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-        let configmaps = configmaps
-            .list(&params)
+        let configmaps = listing::config_maps(&self.client, Some(namespace), &params)
             .await
-            .map_err(|source| list_error("status ConfigMaps", source))?
-            .items;
+            .map_err(|source| list_error("status ConfigMaps", source))?;
         let by_name = |meta: &ObjectMeta| meta.name.clone().unwrap_or_default();
         Ok(StatusSnapshot {
             objects: objects
                 .into_iter()
-                .map(|object| (by_name(&object.metadata), object))
+                .map(|mut object| {
+                    // Held for the whole reconcile: without managedFields, which nothing
+                    // here reads.
+                    object.metadata.managed_fields = None;
+                    (by_name(&object.metadata), object)
+                })
                 .collect(),
             configmaps: configmaps
                 .into_iter()
@@ -239,13 +242,8 @@ impl StatusStore {
         scope: &str,
         problems: &mut Vec<StatusError>,
     ) -> Result<Vec<StoredStatus>, StatusError> {
-        let configmaps: Api<ConfigMap> = match namespace {
-            Some(namespace) => Api::namespaced(self.client.clone(), namespace),
-            None => Api::all(self.client.clone()),
-        };
         let params = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-        let list = configmaps
-            .list(&params)
+        let configmaps = listing::config_maps(&self.client, namespace, &params)
             .await
             .map_err(|source| StatusError::List {
                 kind: "status ConfigMaps",
@@ -253,7 +251,7 @@ impl StatusStore {
                 source: Box::new(source),
             })?;
         let mut statuses = Vec::new();
-        for configmap in list.items {
+        for configmap in configmaps {
             let (Some(namespace), Some(name)) =
                 (&configmap.metadata.namespace, &configmap.metadata.name)
             else {

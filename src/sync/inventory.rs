@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 
 use super::desired::{MANAGED_BY, MANAGED_BY_LABEL, is_managed};
+use crate::cluster::listing;
 
 /// From this many wanted Secrets in a namespace on, the namespace is listed rather than each
 /// Secret read.
@@ -61,20 +62,16 @@ impl LeafNamespace {
             return LeafNamespace::get_each(&secrets, &wanted).await;
         }
         let ours = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-        let managed: BTreeMap<String, Secret> = secrets
-            .list(&ours)
+        let managed: BTreeMap<String, Secret> = listing::secrets(client, Some(namespace), &ours)
             .await?
-            .items
             .into_iter()
             .map(|secret| (secret.metadata.name.clone().unwrap_or_default(), secret))
             .collect();
         // After the first reconcile every wanted copy is managed: no second LIST.
         let mut foreign = BTreeSet::new();
         if wanted.iter().any(|name| !managed.contains_key(*name)) {
-            foreign = secrets
-                .list_metadata(&ListParams::default())
+            foreign = listing::secret_metadata(client, Some(namespace), &ListParams::default())
                 .await?
-                .items
                 .into_iter()
                 .filter_map(|meta| meta.metadata.name)
                 .filter(|name| !managed.contains_key(name))

@@ -165,7 +165,6 @@ pub async fn list_owned(
     cluster: &str,
     owners: Option<&[String]>,
 ) -> Result<Vec<OwnedCopy>, kube::Error> {
-    let secrets: Api<Secret> = Api::all(client.clone());
     let selector = match owners {
         Some(owners) if !owners.is_empty() => format!(
             "{MANAGED_BY_LABEL}={MANAGED_BY},{OWNER_LABEL} in ({})",
@@ -174,18 +173,13 @@ pub async fn list_owned(
         _ => format!("{MANAGED_BY_LABEL}={MANAGED_BY}"),
     };
     let params = ListParams::default().labels(&selector);
-    let list = secrets.list_metadata(&params).await?;
-    Ok(list
-        .items
-        .iter()
-        .filter_map(|meta| {
-            let secret = Secret {
-                metadata: meta.metadata.clone(),
-                ..Secret::default()
-            };
-            OwnedCopy::from_secret(cluster_namespace, cluster, &secret)
-        })
-        .collect())
+    Ok(
+        crate::cluster::listing::secret_metadata(client, None, &params)
+            .await?
+            .iter()
+            .filter_map(|secret| OwnedCopy::from_secret(cluster_namespace, cluster, secret))
+            .collect(),
+    )
 }
 
 /// Deletes one copy, only if it is still the object that was listed (same uid).

@@ -67,7 +67,15 @@ impl SourceCache {
         let reads = to_get.into_iter().map(|key| async move {
             let secrets: Api<Secret> = Api::namespaced(mgmt.clone(), &key.0);
             match secrets.get_opt(&key.1).await {
-                Ok(secret) => (key, secret),
+                // Held until the Secret changes: without its managedFields, which nothing
+                // here reads and which can outweigh the rest of the Secret.
+                Ok(secret) => (
+                    key,
+                    secret.map(|mut secret| {
+                        secret.metadata.managed_fields = None;
+                        secret
+                    }),
+                ),
                 Err(error) => {
                     tracing::warn!(namespace = %key.0, secret = %key.1, %error, "cannot read source Secret");
                     (key, None)
