@@ -84,7 +84,7 @@ pub enum SkipReason {
 pub fn plan(
     syncs: &[SecretSync],
     clusters: &[ClusterTarget],
-    sources: &BTreeMap<(String, String), Secret>,
+    sources: &BTreeMap<(String, String), Arc<Secret>>,
     revision: &Revision,
 ) -> Vec<PlanItem> {
     let mut items: Vec<PlanItem> = syncs
@@ -111,7 +111,7 @@ pub fn plan(
 fn action(
     sync: &SecretSync,
     cluster: &ClusterTarget,
-    sources: &BTreeMap<(String, String), Secret>,
+    sources: &BTreeMap<(String, String), Arc<Secret>>,
     revision: &Revision,
     desired: &OnceCell<Arc<Secret>>,
 ) -> Action {
@@ -231,7 +231,7 @@ mod tests {
         }
     }
 
-    fn sources(names: &[&str]) -> BTreeMap<(String, String), Secret> {
+    fn sources(names: &[&str]) -> BTreeMap<(String, String), Arc<Secret>> {
         names
             .iter()
             .map(|name| {
@@ -243,7 +243,10 @@ mod tests {
                     },
                     ..Secret::default()
                 };
-                (("flux-system".to_owned(), (*name).to_owned()), secret)
+                (
+                    ("flux-system".to_owned(), (*name).to_owned()),
+                    Arc::new(secret),
+                )
             })
             .collect()
     }
@@ -315,7 +318,7 @@ mod tests {
     #[test]
     fn debug_output_never_shows_secret_data() {
         let mut sources = sources(&["registry"]);
-        let source = sources.values_mut().next().unwrap();
+        let source = Arc::make_mut(sources.values_mut().next().unwrap());
         source.data = Some(BTreeMap::from([(
             "token".to_owned(),
             k8s_openapi::ByteString(b"hunter2".to_vec()),

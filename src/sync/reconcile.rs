@@ -417,7 +417,7 @@ impl Reconciler {
 
     /// The Secrets the SecretSyncs name, each read once (or found unchanged in the cache).
     /// A Secret that cannot be read is planned as missing; the error is logged.
-    async fn source_secrets(&self, syncs: &[SecretSync]) -> BTreeMap<SecretKey, Secret> {
+    async fn source_secrets(&self, syncs: &[SecretSync]) -> BTreeMap<SecretKey, Arc<Secret>> {
         self.sources.read(&self.mgmt, &wanted_sources(syncs)).await
     }
 

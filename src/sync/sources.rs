@@ -5,11 +5,13 @@
 //! few, they are read one by one. Either way, what was read is kept for the next reconcile.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
+
+use crate::cluster::listing;
 
 use super::reconcile::MANAGEMENT_CONCURRENCY;
 
@@ -20,10 +22,11 @@ pub type SecretKey = (String, String);
 /// rather than each Secret read.
 const LIST_FROM: usize = 16;
 
-/// Source Secrets as last read, by key. Holds secret data: `Debug` shows keys only.
+/// Source Secrets as last read, by key, shared with the reconciles that use them. Holds
+/// secret data: `Debug` shows keys only.
 #[derive(Default)]
 pub struct SourceCache {
-    held: Mutex<HashMap<SecretKey, Secret>>,
+    held: Mutex<HashMap<SecretKey, Arc<Secret>>>,
 }
 
 impl std::fmt::Debug for SourceCache {
@@ -41,7 +44,7 @@ impl SourceCache {
         &self,
         mgmt: &kube::Client,
         wanted: &BTreeSet<SecretKey>,
-    ) -> BTreeMap<SecretKey, Secret> {
+    ) -> BTreeMap<SecretKey, Arc<Secret>> {
         let mut by_namespace: BTreeMap<&str, Vec<&SecretKey>> = BTreeMap::new();
         for key in wanted {
             by_namespace.entry(key.0.as_str()).or_default().push(key);
@@ -73,7 +76,7 @@ impl SourceCache {
                     key,
                     secret.map(|mut secret| {
                         secret.metadata.managed_fields = None;
-                        secret
+                        Arc::new(secret)
                     }),
                 ),
                 Err(error) => {
@@ -82,7 +85,7 @@ impl SourceCache {
                 }
             }
         });
-        let read: Vec<(&SecretKey, Option<Secret>)> = futures::stream::iter(reads)
+        let read: Vec<(&SecretKey, Option<Arc<Secret>>)> = futures::stream::iter(reads)
             .buffer_unordered(MANAGEMENT_CONCURRENCY)
             .collect()
             .await;
@@ -90,7 +93,7 @@ impl SourceCache {
         for (key, secret) in read {
             match secret {
                 Some(secret) => {
-                    held.insert(key.clone(), secret.clone());
+                    held.insert(key.clone(), Arc::clone(&secret));
                     found.insert(key.clone(), secret);
                 }
                 None => {
@@ -115,12 +118,10 @@ impl SourceCache {
         mgmt: &kube::Client,
         namespace: &str,
         keys: &[&'k SecretKey],
-    ) -> Result<(Vec<(SecretKey, Secret)>, Vec<&'k SecretKey>), kube::Error> {
-        let listed = Api::<Secret>::namespaced(mgmt.clone(), namespace)
-            .list_metadata(&ListParams::default())
-            .await?;
+    ) -> Result<(Vec<(SecretKey, Arc<Secret>)>, Vec<&'k SecretKey>), kube::Error> {
+        let listed =
+            listing::secret_metadata(mgmt, Some(namespace), &ListParams::default()).await?;
         let versions: HashMap<String, Option<String>> = listed
-            .items
             .into_iter()
             .filter_map(|meta| Some((meta.metadata.name?, meta.metadata.resource_version)))
             .collect();
@@ -136,7 +137,7 @@ impl SourceCache {
                 Some(secret)
                     if version.is_some() && secret.metadata.resource_version == *version =>
                 {
-                    current.push((key.clone(), secret.clone()));
+                    current.push((key.clone(), Arc::clone(secret)));
                 }
                 _ => stale.push(key),
             }
@@ -144,7 +145,7 @@ impl SourceCache {
         Ok((current, stale))
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<SecretKey, Secret>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<SecretKey, Arc<Secret>>> {
         // Entries are inserted whole: a panic elsewhere leaves nothing half-written.
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
