@@ -270,15 +270,15 @@ impl Reconciler {
             .iter()
             .map(|sync| (sync.key.clone(), Vec::new()))
             .collect();
-        for (item, (_, outcome)) in items.iter().zip(&outcomes) {
-            results
-                .entry(item.sync.clone())
-                .or_default()
-                .push(ClusterResult {
-                    cluster: item.cluster.clone(),
-                    outcome: outcome.clone(),
-                    source_version: source_version(item),
-                });
+        // The plan and the outcomes become the results: nothing per pair is held twice
+        // while the statuses are written.
+        for (item, (_, outcome)) in items.into_iter().zip(outcomes) {
+            let source_version = source_version(&item);
+            results.entry(item.sync).or_default().push(ClusterResult {
+                cluster: item.cluster,
+                outcome,
+                source_version,
+            });
         }
         let targets = self.write_statuses(set, &results, &mut report).await;
         report.results = results;
