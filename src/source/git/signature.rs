@@ -2,9 +2,10 @@
 //! signature by one of the trusted keys — an SSH signature (`git commit -S` with
 //! `gpg.format=ssh`, namespace `git`) by a key given in `authorized_keys` format, or an
 //! OpenPGP signature (`git commit -S` with gpg) by a key given as an ASCII-armored public key
-//! block, both in the same file (typically a mounted Secret). An unsigned commit, one signed
-//! by another key, or a signature that does not verify is not reconciled: the last good
-//! revision stays.
+//! block, both in the same file (typically a mounted Secret, read again when it changes:
+//! `keys_file`). An unsigned commit, one signed by another key or by an OpenPGP key that has
+//! expired or was revoked (`openpgp`), or a signature that does not verify is not
+//! reconciled: the last good revision stays.
 
 mod keys_file;
 mod openpgp;
