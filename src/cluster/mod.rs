@@ -4,7 +4,7 @@
 mod clients;
 mod discovery;
 mod kubeconfig;
-pub mod listing;
+pub mod lean;
 mod model;
 mod readiness;
 

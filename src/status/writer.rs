@@ -10,7 +10,7 @@ use kube::core::{ApiResource, GroupVersionKind, ObjectMeta};
 use serde_json::json;
 
 use super::model::SyncStatus;
-use crate::cluster::listing;
+use crate::cluster::lean;
 use crate::manifest::{API_VERSION, KIND, SecretSyncKey};
 use crate::sync::desired::{FIELD_MANAGER, MANAGED_BY, MANAGED_BY_LABEL, SOURCE_ANNOTATION};
 
@@ -149,7 +149,7 @@ impl StatusStore {
             Err(source) => return Err(list_error("SecretSyncs", source)),
         };
         let params = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-        let configmaps = listing::config_maps(&self.client, Some(namespace), &params)
+        let configmaps = lean::config_maps(&self.client, Some(namespace), &params)
             .await
             .map_err(|source| list_error("status ConfigMaps", source))?;
         let by_name = |meta: &ObjectMeta| meta.name.clone().unwrap_or_default();
@@ -243,7 +243,7 @@ impl StatusStore {
         problems: &mut Vec<StatusError>,
     ) -> Result<Vec<StoredStatus>, StatusError> {
         let params = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-        let configmaps = listing::config_maps(&self.client, namespace, &params)
+        let configmaps = lean::config_maps(&self.client, namespace, &params)
             .await
             .map_err(|source| StatusError::List {
                 kind: "status ConfigMaps",

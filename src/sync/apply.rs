@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, PatchParams, PostParams, Preconditions};
 use kube::core::ObjectMeta;
 use serde::Serialize;
 
@@ -14,6 +14,7 @@ use super::desired::{
 };
 use super::inventory::{Existing, LeafNamespace};
 use super::plan::{SkipReason, secret_name};
+use crate::cluster::lean;
 use crate::manifest::SecretSyncKey;
 
 /// One leaf Secret to make right, borrowed from the plan (a fleet's plan holds thousands).
@@ -200,7 +201,7 @@ async fn write(
     existing: Option<&Secret>,
     namespaces_ready: &mut BTreeSet<String>,
 ) -> Result<Outcome, kube::Error> {
-    let (namespace, name) = target(desired);
+    let (namespace, _) = target(desired);
     if existing.is_none() && namespaces_ready.insert(namespace.to_owned()) {
         ensure_namespace(client, namespace).await?;
     }
@@ -209,7 +210,7 @@ async fn write(
     }
     // Forced: fields another manager set on an adopted or drifted copy are taken back.
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let applied = secrets.patch(name, &params, &Patch::Apply(desired)).await?;
+    let applied = lean::apply_secret(client, desired, &params).await?;
     Ok(Outcome::Applied {
         resource_version: applied.metadata.resource_version.unwrap_or_default(),
         revision: annotation(desired, REVISION_ANNOTATION).unwrap_or_default(),

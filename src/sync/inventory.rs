@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 
 use super::desired::{MANAGED_BY, MANAGED_BY_LABEL, is_managed};
-use crate::cluster::listing;
+use crate::cluster::lean;
 
 /// From this many wanted Secrets in a namespace on, the namespace is listed rather than each
 /// Secret read.
@@ -62,7 +62,7 @@ impl LeafNamespace {
             return LeafNamespace::get_each(&secrets, &wanted).await;
         }
         let ours = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-        let managed: BTreeMap<String, Secret> = listing::secrets(client, Some(namespace), &ours)
+        let managed: BTreeMap<String, Secret> = lean::secrets(client, Some(namespace), &ours)
             .await?
             .into_iter()
             .map(|secret| (secret.metadata.name.clone().unwrap_or_default(), secret))
@@ -70,7 +70,7 @@ impl LeafNamespace {
         // After the first reconcile every wanted copy is managed: no second LIST.
         let mut foreign = BTreeSet::new();
         if wanted.iter().any(|name| !managed.contains_key(*name)) {
-            foreign = listing::secret_metadata(client, Some(namespace), &ListParams::default())
+            foreign = lean::secret_metadata(client, Some(namespace), &ListParams::default())
                 .await?
                 .into_iter()
                 .filter_map(|meta| meta.metadata.name)

@@ -173,13 +173,11 @@ pub async fn list_owned(
         _ => format!("{MANAGED_BY_LABEL}={MANAGED_BY}"),
     };
     let params = ListParams::default().labels(&selector);
-    Ok(
-        crate::cluster::listing::secret_metadata(client, None, &params)
-            .await?
-            .iter()
-            .filter_map(|secret| OwnedCopy::from_secret(cluster_namespace, cluster, secret))
-            .collect(),
-    )
+    Ok(crate::cluster::lean::secret_metadata(client, None, &params)
+        .await?
+        .iter()
+        .filter_map(|secret| OwnedCopy::from_secret(cluster_namespace, cluster, secret))
+        .collect())
 }
 
 /// Deletes one copy, only if it is still the object that was listed (same uid).

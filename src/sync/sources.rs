@@ -11,7 +11,7 @@ use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 
-use crate::cluster::listing;
+use crate::cluster::lean;
 
 use super::reconcile::MANAGEMENT_CONCURRENCY;
 
@@ -119,8 +119,7 @@ impl SourceCache {
         namespace: &str,
         keys: &[&'k SecretKey],
     ) -> Result<(Vec<(SecretKey, Arc<Secret>)>, Vec<&'k SecretKey>), kube::Error> {
-        let listed =
-            listing::secret_metadata(mgmt, Some(namespace), &ListParams::default()).await?;
+        let listed = lean::secret_metadata(mgmt, Some(namespace), &ListParams::default()).await?;
         let versions: HashMap<String, Option<String>> = listed
             .into_iter()
             .filter_map(|meta| Some((meta.metadata.name?, meta.metadata.resource_version)))

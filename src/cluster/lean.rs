@@ -1,8 +1,9 @@
-//! LISTs of Secrets and ConfigMaps decoded lean: only the fields secretsync reads (name,
-//! namespace, uid, resourceVersion, labels, annotations and the data; for Secrets also type
-//! and immutability). The apiserver sends every object's `managedFields` too, which decoded
-//! into JSON maps cost more memory and time than all the rest of a copy or a status: across
-//! a fleet's leaf namespaces and status ConfigMaps, most of what a reconcile held at its
+//! Secrets and ConfigMaps as the apiserver returns them (LISTs, and the answer to a
+//! server-side apply), decoded lean: only the fields secretsync reads (name, namespace, uid,
+//! resourceVersion, labels, annotations and the data; for Secrets also type and
+//! immutability). The apiserver sends every object's `managedFields` too, which decoded into
+//! JSON maps cost more memory and time than all the rest of a copy or a status: across a
+//! fleet's leaf namespaces and status ConfigMaps, most of what a reconcile held at its
 //! peak.
 
 use std::collections::BTreeMap;
@@ -10,7 +11,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::ListParams;
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::core::Request;
 use serde::Deserialize;
 
@@ -40,6 +41,21 @@ pub async fn secret_metadata(
     Ok(into_objects::<LeanSecret, _>(
         client.request(request).await?,
     ))
+}
+
+/// Server-side applies `desired` (which names its namespace and name) and returns the
+/// Secret the apiserver answered with, decoded lean.
+pub async fn apply_secret(
+    client: &kube::Client,
+    desired: &Secret,
+    params: &PatchParams,
+) -> Result<Secret, kube::Error> {
+    let namespace = desired.metadata.namespace.as_deref();
+    let name = desired.metadata.name.as_deref().unwrap_or_default();
+    let request = collection("secrets", namespace)
+        .patch(name, params, &Patch::Apply(desired))
+        .map_err(kube::Error::BuildRequest)?;
+    Ok(client.request::<LeanSecret>(request).await?.into())
 }
 
 /// The ConfigMaps of `namespace` (or of every namespace) that `params` selects.
