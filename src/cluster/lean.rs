@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::core::Request;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 /// The Secrets of `namespace` (or of every namespace) that `params` selects, whole.
 pub async fn secrets(
@@ -21,12 +22,7 @@ pub async fn secrets(
     namespace: Option<&str>,
     params: &ListParams,
 ) -> Result<Vec<Secret>, kube::Error> {
-    let request = collection("secrets", namespace)
-        .list(params)
-        .map_err(kube::Error::BuildRequest)?;
-    Ok(into_objects::<LeanSecret, _>(
-        client.request(request).await?,
-    ))
+    list::<LeanSecret, _>(client, collection("secrets", namespace).list(params)).await
 }
 
 /// The same, metadata only: the data of the Secrets is not even sent.
@@ -35,12 +31,8 @@ pub async fn secret_metadata(
     namespace: Option<&str>,
     params: &ListParams,
 ) -> Result<Vec<Secret>, kube::Error> {
-    let request = collection("secrets", namespace)
-        .list_metadata(params)
-        .map_err(kube::Error::BuildRequest)?;
-    Ok(into_objects::<LeanSecret, _>(
-        client.request(request).await?,
-    ))
+    let request = collection("secrets", namespace).list_metadata(params);
+    list::<LeanSecret, _>(client, request).await
 }
 
 /// Server-side applies `desired` (which names its namespace and name) and returns the
@@ -64,11 +56,17 @@ pub async fn config_maps(
     namespace: Option<&str>,
     params: &ListParams,
 ) -> Result<Vec<ConfigMap>, kube::Error> {
-    let request = collection("configmaps", namespace)
-        .list(params)
-        .map_err(kube::Error::BuildRequest)?;
-    Ok(into_objects::<LeanConfigMap, _>(
-        client.request(request).await?,
+    list::<LeanConfigMap, _>(client, collection("configmaps", namespace).list(params)).await
+}
+
+/// Sends a LIST request and decodes its items as `Lean`, then turns them into `Object`s.
+async fn list<Lean: DeserializeOwned, Object: From<Lean>>(
+    client: &kube::Client,
+    request: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
+) -> Result<Vec<Object>, kube::Error> {
+    let request = request.map_err(kube::Error::BuildRequest)?;
+    Ok(into_objects(
+        client.request::<LeanList<Lean>>(request).await?,
     ))
 }
 
