@@ -44,22 +44,19 @@ pub enum TrustedKeysFileError {
 impl TrustedKeysFile {
     /// Reads and checks the file now, so that a bad one stops the agent at start.
     pub fn open(path: &Path) -> Result<Self, TrustedKeysFileError> {
-        let (digest, keys) = read(path)?;
+        let bytes = read(path)?;
         Ok(TrustedKeysFile {
             path: path.to_owned(),
             loaded: Mutex::new(Loaded {
-                digest,
-                keys: Arc::new(keys),
+                digest: Sha256::digest(&bytes).into(),
+                keys: Arc::new(parse(path, &bytes)?),
             }),
         })
     }
 
     /// The keys as the file holds them now: read again, and parsed again only if it changed.
     pub fn current(&self) -> Result<Arc<TrustedKeys>, TrustedKeysFileError> {
-        let bytes = std::fs::read(&self.path).map_err(|source| TrustedKeysFileError::Read {
-            path: self.path.clone(),
-            source,
-        })?;
+        let bytes = read(&self.path)?;
         let digest: [u8; 32] = Sha256::digest(&bytes).into();
         let mut loaded = self
             .loaded
@@ -75,20 +72,13 @@ impl TrustedKeysFile {
         }
         Ok(Arc::clone(&loaded.keys))
     }
-
-    #[must_use]
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
-fn read(path: &Path) -> Result<([u8; 32], TrustedKeys), TrustedKeysFileError> {
-    let bytes = std::fs::read(path).map_err(|source| TrustedKeysFileError::Read {
+fn read(path: &Path) -> Result<Vec<u8>, TrustedKeysFileError> {
+    std::fs::read(path).map_err(|source| TrustedKeysFileError::Read {
         path: path.to_owned(),
         source,
-    })?;
-    let keys = parse(path, &bytes)?;
-    Ok((Sha256::digest(&bytes).into(), keys))
+    })
 }
 
 fn parse(path: &Path, bytes: &[u8]) -> Result<TrustedKeys, TrustedKeysFileError> {

@@ -107,19 +107,19 @@ impl OpenPgpKey {
         }];
 
         for subkey in &certificate.public_subkeys {
-            let bindings: Vec<&Signature> = subkey
-                .signatures
-                .iter()
-                .filter(|signature| {
-                    signature.typ() == Some(SignatureType::SubkeyBinding)
+            // Binding and revocation signatures of the subkey that its primary key made.
+            let by_primary = |typ: SignatureType| {
+                subkey.signatures.iter().filter(move |signature| {
+                    signature.typ() == Some(typ)
                         && signature
                             .verify_subkey_binding(primary, &subkey.key)
                             .is_ok()
                 })
-                .collect();
+            };
+            let bindings: Vec<&Signature> = by_primary(SignatureType::SubkeyBinding).collect();
             // A subkey signs for the key only if its newest binding says so and the subkey
-            // signed back (the embedded primary key binding): without that check anyone could
-            // bind their own signing key to a trusted certificate.
+            // signed back (the embedded primary key binding): without that check the
+            // certificate could claim somebody else's signing key as its own.
             let Some(binding) = newest(&bindings) else {
                 continue;
             };
@@ -130,12 +130,7 @@ impl OpenPgpKey {
             if !binding.key_flags().sign() || !signs_back {
                 continue;
             }
-            let subkey_revoked = earliest_creation(subkey.signatures.iter().filter(|signature| {
-                signature.typ() == Some(SignatureType::SubkeyRevocation)
-                    && signature
-                        .verify_subkey_binding(primary, &subkey.key)
-                        .is_ok()
-            }));
+            let subkey_revoked = earliest_creation(by_primary(SignatureType::SubkeyRevocation));
             let subkey_created = SystemTime::from(subkey.key.created_at());
             signers.push(SigningKey {
                 fingerprint: format!("{:X}", subkey.key.fingerprint()),
