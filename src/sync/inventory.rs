@@ -1,21 +1,19 @@
 //! What one leaf namespace holds, read with a LIST or two instead of a GET per Secret: the
 //! Secrets secretsync manages there (whole, to compare with the desired copies) and, only
 //! when some wanted name is not among them, the names of all the others (metadata only: a
-//! foreign Secret's data is never read). A no-op reconcile of a thousand copies in a
+//! foreign Secret's data is not listed). A no-op reconcile of a thousand copies in a
 //! namespace costs one request, not a thousand. A handful of copies (a scoped reconcile) are
-//! read one by one instead: listing thousands to compare one would cost more.
+//! read one by one instead (a GET returns a foreign Secret whole; it is kept only as a
+//! name): listing thousands to compare one would cost more.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 
+use super::LIST_FROM;
 use super::desired::{MANAGED_BY, MANAGED_BY_LABEL, is_managed};
 use crate::cluster::lean;
-
-/// From this many wanted Secrets in a namespace on, the namespace is listed rather than each
-/// Secret read.
-const LIST_FROM: usize = 16;
 
 /// What a leaf namespace holds under one name.
 #[derive(Debug, Clone, Copy)]
@@ -49,7 +47,7 @@ impl LeafNamespace {
     /// Lists `namespace` on a leaf, enough to answer `get` for every name in `wanted`.
     /// A namespace that does not exist yet lists as empty.
     /// With `few_by_name` (a scoped reconcile: one SecretSync or one cluster changed), fewer
-    /// than 16 wanted names are read one by one instead of listing the namespace.
+    /// than `LIST_FROM` wanted names are read one by one instead of listing the namespace.
     pub async fn read<'n>(
         client: &kube::Client,
         namespace: &str,

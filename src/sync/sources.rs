@@ -13,14 +13,11 @@ use kube::api::{Api, ListParams};
 
 use crate::cluster::lean;
 
+use super::LIST_FROM;
 use super::reconcile::MANAGEMENT_CONCURRENCY;
 
 /// `(namespace, name)` of a Secret.
 pub type SecretKey = (String, String);
-
-/// From this many wanted Secrets in a namespace on, the namespace is listed (metadata only)
-/// rather than each Secret read.
-const LIST_FROM: usize = 16;
 
 /// Source Secrets as last read, by key, shared with the reconciles that use them. Holds
 /// secret data: `Debug` shows keys only.
