@@ -68,6 +68,29 @@ impl Fixture {
     fn main_over(&self, transport: Transport) -> GitSource {
         self.source(transport, GitReference::default(), full_auth(self.servers))
     }
+
+    /// `main` over the git daemon, accepting only commits signed by the keys of a file
+    /// (`dir/trusted-keys`, written with `keys` first); returns the file too, for rewriting.
+    fn verifying(&self, dir: &std::path::Path, keys: &str) -> (GitSource, std::path::PathBuf) {
+        let file = dir.join("trusted-keys");
+        std::fs::write(&file, keys).expect("write the trusted keys");
+        let trusted = TrustedKeysFile::open(&file).expect("trusted keys");
+        (
+            self.main_over(Transport::GitDaemon)
+                .verifying_signatures(trusted),
+            file,
+        )
+    }
+
+    /// Commits `file` unsigned and checks that `source` refuses it as unsigned.
+    fn assert_an_unsigned_commit_is_refused(&self, source: &GitSource, file: &str) {
+        let unsigned = self.repo.write(file, manifest()).commit("not signed");
+        let refused = source.fetch().expect_err("an unsigned commit is refused");
+        assert!(
+            matches!(&refused, GitError::Signature(SignatureError::Unsigned { commit }) if *commit == unsigned),
+            "{refused}"
+        );
+    }
 }
 
 fn paths(snapshot: &Snapshot) -> Vec<&str> {
@@ -576,11 +599,7 @@ fn only_commits_signed_by_a_trusted_key_are_accepted() {
     let keys = tempfile::tempdir().expect("tempdir");
     let (trusted_key, trusted_public) = ssh_signing_key(keys.path(), "platform-team");
     let (stranger_key, stranger_public) = ssh_signing_key(keys.path(), "stranger");
-    let trusted = keys.path().join("trusted-keys");
-    std::fs::write(&trusted, &trusted_public).expect("write the trusted keys");
-    let source = fixture
-        .main_over(Transport::GitDaemon)
-        .verifying_signatures(TrustedKeysFile::open(&trusted).expect("trusted keys"));
+    let (source, trusted) = fixture.verifying(keys.path(), &trusted_public);
 
     let signed = fixture
         .repo
@@ -589,15 +608,7 @@ fn only_commits_signed_by_a_trusted_key_are_accepted() {
     let fetched = source.fetch().expect("a trusted signature is accepted");
     assert_eq!(fetched.revision.commit(), Some(signed.as_str()));
 
-    let unsigned = fixture
-        .repo
-        .write("b.yaml", manifest())
-        .commit("not signed");
-    let refused = source.fetch().expect_err("an unsigned commit is refused");
-    assert!(
-        matches!(&refused, GitError::Signature(SignatureError::Unsigned { commit }) if *commit == unsigned),
-        "{refused}"
-    );
+    fixture.assert_an_unsigned_commit_is_refused(&source, "b.yaml");
 
     let by_stranger = fixture
         .repo
@@ -751,15 +762,10 @@ fn only_commits_signed_by_a_trusted_openpgp_key_are_accepted() {
     let stranger = OpenPgpKey::generate(keys.path(), "stranger", "never");
     // OpenPGP and SSH keys side by side in one file, as a mounted Secret would hold them.
     let (_, ssh_public) = ssh_signing_key(keys.path(), "ssh-team");
-    let trusted = keys.path().join("trusted-keys");
-    std::fs::write(
-        &trusted,
-        format!("# platform\n{}\n{ssh_public}", trusted_key.public()),
-    )
-    .expect("write the trusted keys");
-    let source = fixture
-        .main_over(Transport::GitDaemon)
-        .verifying_signatures(TrustedKeysFile::open(&trusted).expect("trusted keys"));
+    let (source, _) = fixture.verifying(
+        keys.path(),
+        &format!("# platform\n{}\n{ssh_public}", trusted_key.public()),
+    );
 
     let signed = fixture
         .repo
@@ -794,15 +800,7 @@ fn only_commits_signed_by_a_trusted_openpgp_key_are_accepted() {
         "names the key: {refused}"
     );
 
-    let unsigned = fixture
-        .repo
-        .write("c.yaml", manifest())
-        .commit("not signed");
-    let refused = source.fetch().expect_err("an unsigned commit is refused");
-    assert!(
-        matches!(&refused, GitError::Signature(SignatureError::Unsigned { commit }) if *commit == unsigned),
-        "{refused}"
-    );
+    fixture.assert_an_unsigned_commit_is_refused(&source, "c.yaml");
 }
 
 /// Keys stop signing when they expire or are revoked, judged at the fetch — as `git merge
@@ -843,14 +841,8 @@ fn openpgp_keys_that_expired_or_were_revoked_sign_nothing() {
             colleague.certify(&vouched),
         )
     };
-    let trusted = keys.path().join("trusted-keys");
-    std::fs::write(&trusted, trusted_keys()).expect("write the trusted keys");
-    let source = fixture
-        .main_over(Transport::GitDaemon)
-        .verifying_signatures(
-            TrustedKeysFile::open(&trusted)
-                .expect("trusted keys: a third-party certification is no reason to refuse a key"),
-        );
+    // A third-party certification is no reason to refuse a key.
+    let (source, trusted) = fixture.verifying(keys.path(), &trusted_keys());
 
     let fetched = source
         .fetch()
